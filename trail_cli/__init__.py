@@ -1,0 +1,1 @@
+"""The ``trail`` command: the composition root that wires each stage's verbs into one CLI."""

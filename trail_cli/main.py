@@ -1,0 +1,64 @@
+"""``trail VERB ...``: every verb of every stage, with errors reported in one line and no traceback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import NoReturn, Sequence
+
+__all__ = ["main"]
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line on stderr (the usage stays behind ``--help``)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from localstack import cli as local_cli
+    from streams import cli as stream_cli
+
+    parser = _OneLineParser(prog="trail", description="TRAIL: trending items with faithful explanations")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     parser_class=_OneLineParser)
+    stream_cli.register(commands)
+    local_cli.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        print("trail: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # noqa: BLE001 - the CLI's contract: one line, no traceback
+        if not _expected(exc):
+            raise
+        print(f"trail {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _expected(exc: Exception) -> bool:
+    """Errors that describe bad input or an unavailable service, as opposed to bugs (which keep their traceback)."""
+    from kafka.errors import KafkaError
+
+    from localstack import KafkaStartError, TritonStartError
+    from streams.kafka_io import KafkaUnavailable
+    from trail.events import InvalidEvent
+
+    expected: tuple[type[BaseException], ...] = (InvalidEvent, KafkaError, KafkaUnavailable, KafkaStartError,
+                                                 TritonStartError, FileNotFoundError, PermissionError, ValueError)
+    try:
+        from training.datasets import DatasetError
+
+        expected += (DatasetError,)
+    except ImportError:
+        pass
+    return isinstance(exc, expected)

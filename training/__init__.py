@@ -1,0 +1,1 @@
+"""The offline stage: dataset adapters, example building, fine-tuning, evaluation, export."""

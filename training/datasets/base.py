@@ -1,0 +1,49 @@
+"""What every dataset adapter provides: a catalogue and a time-ordered stream of interactions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Protocol
+
+from trail.events import Interaction, ItemMeta
+
+__all__ = ["Dataset", "DatasetError", "DatasetStats"]
+
+
+class DatasetError(ValueError):
+    """A dataset file is missing or not in the format its adapter reads; the message names the file."""
+
+
+class Dataset(Protocol):
+    """A source of real events. ``items()`` may be read before ``interactions()``; both stream from disk and
+    can be iterated more than once. ``interactions()`` is in event-time order (ties keep file order)."""
+
+    name: str
+
+    def items(self) -> Iterator[ItemMeta]: ...
+
+    def interactions(self) -> Iterator[Interaction]: ...
+
+
+@dataclass(frozen=True)
+class DatasetStats:
+    """Summary of one pass over a dataset, printed by ``trail replay --dry-run`` and checked by the tests."""
+
+    items: int
+    interactions: int
+    distinct_items_interacted: int
+    first_ts_ms: int | None
+    last_ts_ms: int | None
+
+    @classmethod
+    def of(cls, dataset: Dataset) -> "DatasetStats":
+        count = 0
+        seen: set[str] = set()
+        first = last = None
+        for event in dataset.interactions():
+            count += 1
+            seen.add(event.item_id)
+            if first is None:
+                first = event.ts_ms
+            last = event.ts_ms
+        return cls(sum(1 for _ in dataset.items()), count, len(seen), first, last)
