@@ -44,6 +44,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     replay_cmd.add_argument("--no-progress", action="store_true")
     replay_cmd.set_defaults(run=_replay)
 
+    worker = commands.add_parser("worker", help="run a Faust stream worker (same as faust -A streams.app worker)")
+    worker.add_argument("--window", help="window size, e.g. 7d, 1d, 6h (env TRAIL_WINDOW; default 7d)")
+    worker.add_argument("--allowed-lateness", help="e.g. 1h (env TRAIL_ALLOWED_LATENESS; default 0s)")
+    worker.add_argument("--backend", help="scorer (env TRAIL_BACKEND; default baseline)")
+    worker.add_argument("--web-port", type=_positive_int, help="web views port (env TRAIL_WEB_PORT; default 6066)")
+    worker.add_argument("--data-dir", help="RocksDB state folder (env TRAIL_DATA_DIR; default .trail-data)")
+    worker.add_argument("--live", action="store_true", help="also close windows on the wall clock (env TRAIL_LIVE=1)")
+    worker.add_argument("--loglevel", default="info")
+    worker.set_defaults(run=_worker)
+
     tail = commands.add_parser("tail", help="print a topic's records")
     tail.add_argument("topic", help="topic name or role (interactions, items, trending, dlq)")
     tail.add_argument("--raw", action="store_true", help="one raw value per line instead of pretty JSON")
@@ -114,6 +124,20 @@ def _replay(args: argparse.Namespace) -> int:
     print(f"published {result.items} items to {topics.items} and {result.interactions} interactions to "
           f"{topics.interactions} in {result.seconds:.1f} s{span}")
     return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import os
+
+    overrides = {"TRAIL_WINDOW": args.window, "TRAIL_ALLOWED_LATENESS": args.allowed_lateness,
+                 "TRAIL_BACKEND": args.backend, "TRAIL_WEB_PORT": str(args.web_port) if args.web_port else None,
+                 "TRAIL_DATA_DIR": args.data_dir, "TRAIL_LIVE": "1" if args.live else None}
+    env = {**os.environ, **{key: value for key, value in overrides.items() if value}}
+    from .config import WorkerConfig
+
+    os.environ.update(env)
+    WorkerConfig.from_env()  # a bad setting is one line here, not a traceback inside Faust
+    os.execvp(sys.executable, [sys.executable, "-m", "faust", "-A", "streams.app", "worker", "-l", args.loglevel])
 
 
 def _tail(args: argparse.Namespace) -> int:

@@ -1,0 +1,241 @@
+"""The Faust application: ``faust -A streams.app worker`` (or ``trail worker``).
+
+Agents
+- ``catalogue``: the compacted ``items`` topic → item titles and categories in the state table.
+- ``ingest``: the ``interactions`` topic → validate (bad events to the DLQ with reason and source coordinates)
+  → count in the item's event-time window → when the partition's watermark passes a window's end, close it for
+  every item of the partition (:func:`trail.tracker.close_partition_window`) and send a report to the internal
+  summaries topic.
+- ``merge``: the summaries topic (one partition, so one worker merges) → when every partition has reported a
+  window: global ranks, candidates, scores, explanations, checks → one record on ``trending-with-explanations``.
+
+State lives in two RocksDB tables with changelogs. ``state`` holds, per partition, one record per item (key
+``i/<partition>/<item_id>``: the items topic is co-partitioned with interactions, so an item's catalogue entry and
+its events land in the same partition) and the partition clock (key ``c/<partition>``: watermark, last closed window, counters, the
+last source offset applied). All of a partition's keys are written to the same changelog partition, in order, so
+any recovered state is a prefix of the writes; with the per-record applied offsets that makes recovery exact.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from typing import Any
+
+import faust
+
+from serving.backend import Backend
+from serving.baseline import BaselineBackend
+from trail.events import InvalidEvent, parse_interaction, parse_item_meta
+from trail.tracker import ItemRecord, WindowStats, apply_event, apply_meta, close_partition_window
+
+from .config import WorkerConfig
+from .merge import PartitionReport, WindowMerger
+from .metrics import Metrics
+
+__all__ = ["app", "build_app", "config"]
+
+log = logging.getLogger("trail.worker")
+
+
+def load_backend(url: str) -> Backend:
+    """``baseline`` / ``baseline:ema`` / ``baseline:holt``; the model backends arrive with the deploy issue."""
+    kind, _, option = url.partition(":")
+    if kind == "baseline":
+        return BaselineBackend(method=option or "ema")  # type: ignore[arg-type]
+    raise ValueError(f"TRAIL_BACKEND={url!r} is not a known backend (baseline, baseline:holt)")
+
+
+def _partition_count(config: WorkerConfig) -> int:
+    if config.partitions:
+        return config.partitions
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(**config.kafka.client_config())
+    try:
+        partitions = consumer.partitions_for_topic(config.topics.interactions)
+    finally:
+        consumer.close()
+    if not partitions:
+        raise RuntimeError(f"topic {config.topics.interactions!r} does not exist: run `trail topics create` first")
+    return len(partitions)
+
+
+def build_app(config: WorkerConfig) -> faust.App:
+    partitions = _partition_count(config)
+    app = faust.App(
+        config.app_id,
+        broker=[f"kafka://{server}" for server in config.kafka.bootstrap_servers.split(",")],
+        broker_credentials=_credentials(config),
+        store="rocksdb://",
+        datadir=config.data_dir,
+        processing_guarantee="at_least_once",
+        topic_partitions=partitions,
+        topic_replication_factor=1,
+        web_port=config.web_port,
+        web_bind=config.web_host,
+        web_host=config.web_host,
+        producer_max_request_size=16 * 1024 * 1024,
+        broker_commit_every=2000,
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=8192,
+        table_cleanup_interval=3600.0,
+        consumer_auto_offset_reset="earliest",
+    )
+    metrics = Metrics()
+    backend = load_backend(config.backend_url)
+    fallback = BaselineBackend()
+
+    interactions = app.topic(config.topics.interactions, key_serializer="raw", value_serializer="raw")
+    items_topic = app.topic(config.topics.items, key_serializer="raw", value_serializer="raw")
+    dlq = app.topic(config.topics.dlq, key_serializer="raw", value_serializer="json", partitions=1)
+    trending = app.topic(config.topics.trending, key_serializer="raw", value_serializer="json", partitions=1)
+    summaries = app.topic(config.summaries_topic, key_serializer="raw", value_serializer="json", partitions=1,
+                          internal=True)
+
+    state = app.Table("state", default=None, key_type=str, value_serializer="json", partitions=partitions)
+    merger_state = app.Table("merger", default=None, key_type=str, value_serializer="json", partitions=1)
+    latest: dict[str, Any] = {}  # the last published record, for the web view (derived, rebuilt on publish)
+
+    def clock_of(partition: int) -> dict[str, Any]:
+        return state.get(f"c/{partition}") or {"wm": None, "closed": None, "off": -1, "late": 0, "rejected": 0}
+
+    @app.agent(items_topic)
+    async def catalogue(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            try:
+                meta = parse_item_meta(event.value)
+            except InvalidEvent as exc:
+                await _dead_letter(dlq, event, exc)
+                metrics.rejected += 1
+                continue
+            key = f"i/{event.message.partition}/{meta.item_id}"
+            raw = state.get(key)
+            record = ItemRecord.from_state(raw, config.trend) if raw else ItemRecord(meta.item_id)
+            apply_meta(record, meta)
+            state[key] = record.to_state()
+
+    @app.agent(interactions)
+    async def ingest(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            partition, offset = event.message.partition, event.message.offset
+            clock = clock_of(partition)
+            fresh = offset > clock["off"]
+            try:
+                interaction = parse_interaction(event.value)
+            except InvalidEvent as exc:
+                if fresh:
+                    await _dead_letter(dlq, event, exc)
+                    metrics.rejected += 1
+                    clock["rejected"] += 1
+                    clock["off"] = offset
+                    state[f"c/{partition}"] = clock
+                continue
+            window = config.window.index_of(interaction.ts_ms)
+            if clock["closed"] is not None and window <= clock["closed"]:
+                if fresh:
+                    clock["late"] += 1
+                    metrics.late += 1
+            else:
+                key = f"i/{partition}/{interaction.item_id}"
+                raw = state.get(key)
+                record = ItemRecord.from_state(raw, config.trend) if raw else ItemRecord(interaction.item_id)
+                if apply_event(record, interaction, window, offset):
+                    state[key] = record.to_state()
+                    metrics.events += 1
+            clock["wm"] = interaction.ts_ms if clock["wm"] is None else max(clock["wm"], interaction.ts_ms)
+            clock["off"] = max(offset, clock["off"])
+            if clock["closed"] is None:
+                clock["closed"] = window - 1
+            closable = config.window.last_closable(clock["wm"])
+            for index in range(clock["closed"] + 1, closable + 1):
+                await _close(partition, index, clock)
+            state[f"c/{partition}"] = clock
+
+    async def _close(partition: int, index: int, clock: dict[str, Any]) -> None:
+        started = time.monotonic()
+        prefix = f"i/{partition}/"
+        records = {key: ItemRecord.from_state(value, config.trend)
+                   for key, value in list(state.items()) if key.startswith(prefix) and value}
+        before = set(records)
+        result = close_partition_window(records, index, config.trend, config.n_candidates)
+        for key, record in records.items():
+            state[key] = record.to_state()
+        for key in before - set(records):
+            del state[key]  # evicted: idle for too long
+        stats = WindowStats(counted=sum(w.count for w in result.windows), late=clock["late"],
+                            rejected=clock["rejected"], items_tracked=len(result.windows))
+        report = PartitionReport(partition, result.summary, result.candidates, stats, int(time.time() * 1000))
+        await summaries.send(key=str(partition).encode(), value=report.to_dict())
+        clock["closed"] = index
+        clock["late"] = clock["rejected"] = 0
+        metrics.windows_closed += 1
+        metrics.close_seconds.append(time.monotonic() - started)
+        log.info("partition %d closed window %d: %d items, %.0f events in %.3f s", partition, index,
+                 len(result.windows), stats.counted, time.monotonic() - started)
+
+    @app.agent(summaries)
+    async def merge(stream: faust.StreamT) -> None:
+        merger = WindowMerger(partitions, config.window, config.n_candidates, config.top_k)
+        async for payload in stream:
+            merger.load_state(merger_state.get("merger"))
+            report = PartitionReport.from_dict(payload)
+            for record in merger.add(report, backend, fallback):
+                await trending.send(key=str(record["window"]["index"]).encode(), value=record)
+                latest.clear()
+                latest.update(record)
+                metrics.published += 1
+                metrics.last_latency_ms = record["stats"]["latency_ms"]
+            merger_state["merger"] = merger.to_state()
+
+    @app.page("/trending")
+    async def trending_view(web: Any, request: Any) -> Any:
+        return web.json(latest or {"window": None, "items": []})
+
+    @app.page("/health")
+    async def health_view(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok", "windows_published": metrics.published, "scorer": backend.info.name})
+
+    @app.page("/metrics")
+    async def metrics_view(web: Any, request: Any) -> Any:
+        return web.text(metrics.prometheus(backend.info), content_type="text/plain; version=0.0.4")
+
+    app.trail_config = config  # type: ignore[attr-defined]
+    app.trail_metrics = metrics  # type: ignore[attr-defined]
+    return app
+
+
+async def _dead_letter(dlq: faust.TopicT, event: faust.EventT, error: InvalidEvent) -> None:
+    message = event.message
+    raw = event.value if isinstance(event.value, bytes) else bytes(str(event.value), "utf-8")
+    await dlq.send(value={
+        "reason": error.reason,
+        "error": error.message,
+        "source": {"topic": message.topic, "partition": message.partition, "offset": message.offset},
+        "original_base64": base64.b64encode(raw).decode(),
+        "original_text": raw.decode("utf-8", errors="replace")[:4096],
+        "rejected_at_ms": int(time.time() * 1000),
+    })
+
+
+def _credentials(config: WorkerConfig) -> Any:
+    settings = config.kafka
+    if settings.security_protocol == "PLAINTEXT":
+        return None
+    import ssl
+
+    context = None
+    if "SSL" in settings.security_protocol:
+        context = ssl.create_default_context(cafile=settings.ssl_cafile)
+        if settings.ssl_certfile:
+            context.load_cert_chain(settings.ssl_certfile, settings.ssl_keyfile)
+    if "SASL" in settings.security_protocol:
+        return faust.SASLCredentials(username=settings.sasl_username, password=settings.sasl_password,
+                                     ssl_context=context, mechanism=settings.sasl_mechanism or "PLAIN")
+    return faust.SSLCredentials(context)
+
+
+config = WorkerConfig.from_env()
+app = build_app(config)

@@ -1,0 +1,66 @@
+"""The worker's settings: one typed record, each field read from one env var, defaults in one place."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from trail.signals import TrendConfig
+from trail.windows import WindowSpec, parse_duration
+
+from .settings import KafkaSettings, TopicNames
+
+__all__ = ["WorkerConfig"]
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """``TRAIL_APP_ID`` names the consumer group and the internal topics; workers sharing it share the work."""
+
+    app_id: str = "trail"
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    topics: TopicNames = field(default_factory=TopicNames)
+    window: WindowSpec = field(default_factory=WindowSpec)  # TRAIL_WINDOW (7d), TRAIL_ALLOWED_LATENESS (0s)
+    trend: TrendConfig = field(default_factory=TrendConfig)
+    n_candidates: int = 200  # TRAIL_CANDIDATES: items scored by the model per window
+    top_k: int = 20  # TRAIL_TOP_K: items published (and explained) per window
+    close_on_wall_clock: bool = False  # TRAIL_LIVE=1: also close windows on the wall clock (idle topics)
+    data_dir: str = ".trail-data"  # TRAIL_DATA_DIR: RocksDB state of this worker
+    web_port: int = 6066  # TRAIL_WEB_PORT
+    web_host: str = "127.0.0.1"  # TRAIL_WEB_HOST: loopback unless you mean to expose it
+    backend_url: str = "baseline"  # TRAIL_BACKEND: baseline | baseline:holt (more arrive with the model)
+    partitions: int | None = None  # TRAIL_PARTITIONS: partitions of the interactions topic (default: ask Kafka)
+
+    def __post_init__(self) -> None:
+        if self.n_candidates < 1 or self.top_k < 1:
+            raise ValueError("TRAIL_CANDIDATES and TRAIL_TOP_K must be >= 1")
+        if self.top_k > self.n_candidates:
+            raise ValueError(f"TRAIL_TOP_K ({self.top_k}) cannot exceed TRAIL_CANDIDATES ({self.n_candidates})")
+
+    @property
+    def summaries_topic(self) -> str:
+        return f"{self.app_id}-window-summaries"
+
+    @classmethod
+    def from_env(cls) -> "WorkerConfig":
+        env = os.environ.get
+        defaults = cls()
+        return cls(
+            app_id=env("TRAIL_APP_ID", defaults.app_id),
+            kafka=KafkaSettings.from_env(),
+            topics=TopicNames.from_env(),
+            window=WindowSpec(parse_duration(env("TRAIL_WINDOW", "7d")),
+                              parse_duration(env("TRAIL_ALLOWED_LATENESS", "0s"))),
+            trend=TrendConfig(
+                board_size=int(env("TRAIL_BOARD_SIZE", str(defaults.trend.board_size))),
+                evict_after_idle_windows=int(env("TRAIL_EVICT_AFTER", str(defaults.trend.evict_after_idle_windows))),
+            ),
+            n_candidates=int(env("TRAIL_CANDIDATES", str(defaults.n_candidates))),
+            top_k=int(env("TRAIL_TOP_K", str(defaults.top_k))),
+            close_on_wall_clock=env("TRAIL_LIVE", "0") in ("1", "true", "yes"),
+            data_dir=env("TRAIL_DATA_DIR", defaults.data_dir),
+            web_port=int(env("TRAIL_WEB_PORT", str(defaults.web_port))),
+            web_host=env("TRAIL_WEB_HOST", defaults.web_host),
+            backend_url=env("TRAIL_BACKEND", defaults.backend_url),
+            partitions=int(env("TRAIL_PARTITIONS")) if env("TRAIL_PARTITIONS") else None,
+        )

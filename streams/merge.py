@@ -1,0 +1,152 @@
+"""The global step of a window: merge every partition's summary, score, explain, check, build the record.
+
+Pure logic over plain data (the Faust merger agent stores :meth:`WindowMerger.to_state` in a table and feeds it
+the summaries it consumes), so it is tested without a broker and behaves identically whatever the partitioning.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from serving.backend import Backend, BackendUnavailable
+from trail.events import format_ts
+from trail.explain import Forecast, check, compose
+from trail.signals import PartitionSummary, TrendSignals, WindowBoard, signals_for
+from trail.tracker import Candidate, WindowStats, select_candidates
+from trail.windows import WindowSpec
+
+__all__ = ["PartitionReport", "WindowMerger", "SIGNALS_SHOWN"]
+
+SIGNALS_SHOWN = ("count", "previous_count", "acceleration", "history", "momentum", "zscore", "level_ratio",
+                 "distinct_users", "age_windows", "forecast", "rank", "previous_rank", "rank_change",
+                 "category_growth")
+
+
+@dataclass(frozen=True)
+class PartitionReport:
+    """One partition's message to the merger for one window (sent on the internal summaries topic)."""
+
+    partition: int
+    summary: PartitionSummary
+    candidates: tuple[Candidate, ...]
+    stats: WindowStats
+    closed_at_ms: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"partition": self.partition, "summary": self.summary.to_dict(),
+                "candidates": [c.to_dict() for c in self.candidates],
+                "stats": [self.stats.counted, self.stats.events, self.stats.late, self.stats.rejected,
+                          self.stats.items_tracked],
+                "closed_at_ms": self.closed_at_ms}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "PartitionReport":
+        counted, events, late, rejected, tracked = data["stats"]
+        return cls(int(data["partition"]), PartitionSummary.from_dict(data["summary"]),
+                   tuple(Candidate.from_dict(c) for c in data["candidates"]),
+                   WindowStats(float(counted), int(events), int(late), int(rejected), int(tracked)),
+                   int(data["closed_at_ms"]))
+
+
+@dataclass
+class WindowMerger:
+    """Collects reports until every partition has reported a window, then publishes windows in order."""
+
+    partitions: int
+    spec: WindowSpec
+    n_candidates: int
+    top_k: int
+    board: WindowBoard = field(default_factory=WindowBoard)
+    pending: dict[int, dict[int, dict[str, Any]]] = field(default_factory=dict)  # window → partition → report
+    published_through: int | None = None
+
+    def add(self, report: PartitionReport, backend: Backend, fallback: Backend) -> list[dict[str, Any]]:
+        """Take one report (duplicates after a crash are ignored); return the records now complete, in order."""
+        window = report.summary.window_index
+        if self.published_through is not None and window <= self.published_through:
+            return []
+        self.pending.setdefault(window, {}).setdefault(report.partition, report.to_dict())
+        records = []
+        while self.pending:
+            next_window = min(self.pending)
+            reports = self.pending[next_window]
+            if len(reports) < self.partitions:
+                break
+            del self.pending[next_window]
+            records.append(self._publish(next_window, [PartitionReport.from_dict(r) for r in reports.values()],
+                                         backend, fallback))
+            self.published_through = next_window
+        return records
+
+    def _publish(self, window: int, reports: Sequence[PartitionReport], backend: Backend,
+                 fallback: Backend) -> dict[str, Any]:
+        started = time.monotonic()
+        self.board.close(window, [r.summary for r in reports])
+        candidates = select_candidates((r.candidates for r in reports), self.n_candidates)
+        signals = [signals_for(c.window, self.board, c.title, c.category) for c in candidates]
+        scorer, used_fallback, forecasts = backend, False, None
+        try:
+            forecasts = backend.score(signals)
+        except BackendUnavailable:
+            scorer, used_fallback, forecasts = fallback, True, fallback.score(signals)
+        order = sorted(range(len(signals)), key=lambda i: (-(forecasts[i].score or 0.0), signals[i].item_id))
+        top = [i for i in order[: self.top_k]]
+        texts: list[str | None] = [None] * len(top)
+        if not used_fallback:
+            try:
+                texts = scorer.explain([signals[i] for i in top], [forecasts[i] for i in top])
+            except BackendUnavailable:
+                texts = [None] * len(top)
+        stats = sum((r.stats for r in reports), WindowStats())
+        items = [self._item(rank, signals[i], forecasts[i], texts[position], window)
+                 for position, (rank, i) in enumerate(zip(range(1, len(top) + 1), top))]
+        latency_ms = int(time.time() * 1000) - min(r.closed_at_ms for r in reports)
+        return {
+            "window": {"index": window, "start": format_ts(self.spec.start_of(window)),
+                       "end": format_ts(self.spec.end_of(window))},
+            "generated_at": format_ts(int(time.time() * 1000)),
+            "scorer": {"name": scorer.info.name, "version": scorer.info.version, "backend": scorer.info.backend,
+                       "fallback": used_fallback},
+            "items": items,
+            "stats": {"events_counted": stats.counted, "late": stats.late, "rejected": stats.rejected,
+                      "items_tracked": stats.items_tracked, "candidates_scored": len(signals),
+                      "partitions": len(reports), "latency_ms": latency_ms,
+                      "merge_ms": round((time.monotonic() - started) * 1000, 2)},
+        }
+
+    def _item(self, rank: int, signals: TrendSignals, forecast: Forecast, text: str | None,
+              window: int) -> dict[str, Any]:
+        source = "model"
+        result = check(text, signals, forecast) if text else None
+        if result is None or not result.all_verified:
+            source = "composer" if text is None else "composer-fallback"
+            text = compose(signals, forecast, variant=(window + rank) % 6)
+            result = check(text, signals, forecast)
+        shown = signals.to_dict()
+        return {
+            "rank": rank,
+            "item_id": signals.item_id,
+            "title": signals.title,
+            "category": signals.category,
+            "score": round(forecast.score or 0.0, 6),
+            "predicted_count": round(forecast.predicted_count, 4),
+            "explanation": text,
+            "explanation_source": source,
+            "faithfulness": {"claims": len(result.claims), "verified": result.verified_count,
+                             "all_verified": result.all_verified},
+            "signals": {name: shown[name] for name in SIGNALS_SHOWN},
+        }
+
+    def to_state(self) -> dict[str, Any]:
+        return {"board": self.board.to_state(), "pending": {str(w): {str(p): r for p, r in reports.items()}
+                                                             for w, reports in self.pending.items()},
+                "published_through": self.published_through}
+
+    def load_state(self, state: Mapping[str, Any] | None) -> None:
+        if not state:
+            return
+        self.board = WindowBoard.from_state(state["board"])
+        self.pending = {int(w): {int(p): r for p, r in reports.items()} for w, reports in state["pending"].items()}
+        self.published_through = state["published_through"]
