@@ -95,8 +95,8 @@ def build_app(config: WorkerConfig) -> faust.App:
     summaries = app.topic(config.summaries_topic, key_serializer="raw", value_serializer="json", partitions=1,
                           internal=True)
 
-    state = app.Table("state", default=None, key_type=str, value_serializer="json", partitions=partitions)
-    merger_state = app.Table("merger", default=None, key_type=str, value_serializer="json", partitions=1)
+    state = app.Table("state", default=None, key_type=str, partitions=partitions)
+    merger_state = app.Table("merger", default=None, key_type=str, partitions=1)
     latest: dict[str, Any] = {}  # the last published record, for the web view (derived, rebuilt on publish)
 
     def clock_of(partition: int) -> dict[str, Any]:
