@@ -9,10 +9,11 @@ Agents
 - ``merge``: the summaries topic (one partition, so one worker merges) → when every partition has reported a
   window: global ranks, candidates, scores, explanations, checks → one record on ``trending-with-explanations``.
 
-State lives in two RocksDB tables with changelogs. ``state`` holds, per partition, one record per item (key
-``i/<partition>/<item_id>``: the items topic is co-partitioned with interactions, so an item's catalogue entry and
-its events land in the same partition) and the partition clock (key ``c/<partition>``: watermark, last closed window, counters, the
-last source offset applied). All of a partition's keys are written to the same changelog partition, in order, so
+State lives in two RocksDB tables with changelogs. ``state`` holds, per partition and item, the open-window
+counts with the last source offset applied to them (``o/<partition>/<item>``, the only key an event touches), the
+River trend state (``t/...``, written when a window closes) and the catalogue entry (``m/...``; the items topic is
+co-partitioned with interactions), plus the partition clock (``c/<partition>``: watermark, last closed window,
+counters, last source offset seen). All of a partition's keys are written to the same changelog partition, in order, so
 any recovered state is a prefix of the writes; with the per-record applied offsets that makes recovery exact.
 """
 
@@ -25,11 +26,13 @@ import time
 from typing import Any
 
 import faust
+from faust.transport.producer import ProducerBuffer
 
 from serving.backend import Backend
 from serving.baseline import BaselineBackend
 from trail.events import InvalidEvent, parse_interaction, parse_item_meta
-from trail.tracker import ItemRecord, WindowStats, apply_event, apply_meta, close_partition_window
+from trail.signals import ItemTrend
+from trail.tracker import ItemRecord, OpenWindows, WindowStats, apply_event, close_partition_window
 
 from .config import WorkerConfig
 from .merge import PartitionReport, WindowMerger
@@ -84,6 +87,9 @@ def build_app(config: WorkerConfig) -> faust.App:
         table_cleanup_interval=3600.0,
         consumer_auto_offset_reset="earliest",
     )
+    # Table writes queue in Faust's producer buffer; at its default bound (100 messages) the stream stalls on
+    # every flush ("producer buffer full"). A larger bound lets changelog writes batch up between commits.
+    ProducerBuffer.max_messages = 10_000
     metrics = Metrics()
     backend = load_backend(config.backend_url)
     fallback = BaselineBackend()
@@ -99,8 +105,20 @@ def build_app(config: WorkerConfig) -> faust.App:
     merger_state = app.Table("merger", default=None, key_type=str, partitions=1)
     latest: dict[str, Any] = {}  # the last published record, for the web view (derived, rebuilt on publish)
 
+    clocks: dict[int, dict[str, Any]] = {}  # this process's view of each partition clock (the table is durable)
+
     def clock_of(partition: int) -> dict[str, Any]:
-        return state.get(f"c/{partition}") or {"wm": None, "closed": None, "off": -1, "late": 0, "rejected": 0}
+        clock = clocks.get(partition)
+        if clock is None:
+            clock = clocks[partition] = state.get(f"c/{partition}") or {
+                "wm": None, "closed": None, "off": -1, "late": 0, "rejected": 0}
+        return clock
+
+    @app.on_partitions_revoked.connect
+    async def forget_caches(app: faust.App, revoked: Any, **kwargs: Any) -> None:
+        """Another worker may own these partitions next: re-read everything from the tables afterwards."""
+        clocks.clear()
+        trend_cache.clear()
 
     @app.agent(items_topic)
     async def catalogue(stream: faust.StreamT) -> None:
@@ -111,17 +129,15 @@ def build_app(config: WorkerConfig) -> faust.App:
                 await _dead_letter(dlq, event, exc)
                 metrics.rejected += 1
                 continue
-            key = f"i/{event.message.partition}/{meta.item_id}"
-            raw = state.get(key)
-            record = ItemRecord.from_state(raw, config.trend) if raw else ItemRecord(meta.item_id)
-            apply_meta(record, meta)
-            state[key] = record.to_state()
+            state[f"m/{event.message.partition}/{meta.item_id}"] = {"title": meta.title, "cat": meta.category}
 
     @app.agent(interactions)
     async def ingest(stream: faust.StreamT) -> None:
         async for event in stream.events():
             partition, offset = event.message.partition, event.message.offset
             clock = clock_of(partition)
+            before = (clock["closed"], clock["late"], clock["rejected"],
+                      None if clock["wm"] is None else config.window.index_of(clock["wm"]))
             fresh = offset > clock["off"]
             try:
                 interaction = parse_interaction(event.value)
@@ -139,11 +155,10 @@ def build_app(config: WorkerConfig) -> faust.App:
                     clock["late"] += 1
                     metrics.late += 1
             else:
-                key = f"i/{partition}/{interaction.item_id}"
-                raw = state.get(key)
-                record = ItemRecord.from_state(raw, config.trend) if raw else ItemRecord(interaction.item_id)
-                if apply_event(record, interaction, window, offset):
-                    state[key] = record.to_state()
+                key = f"o/{partition}/{interaction.item_id}"
+                windows = OpenWindows.from_state(state.get(key))
+                if apply_event(windows, interaction, window, offset):
+                    state[key] = windows.to_state()
                     metrics.events += 1
             clock["wm"] = interaction.ts_ms if clock["wm"] is None else max(clock["wm"], interaction.ts_ms)
             clock["off"] = max(offset, clock["off"])
@@ -152,19 +167,30 @@ def build_app(config: WorkerConfig) -> faust.App:
             closable = config.window.last_closable(clock["wm"])
             for index in range(clock["closed"] + 1, closable + 1):
                 await _close(partition, index, clock)
-            state[f"c/{partition}"] = clock
+            after = (clock["closed"], clock["late"], clock["rejected"], config.window.index_of(clock["wm"]))
+            if after != before:  # the clock is written when it matters: a changelog write per event would halve speed
+                state[f"c/{partition}"] = clock
+
+    trend_cache: dict[str, ItemTrend] = {}  # River objects of this worker's items, checked against the table
 
     async def _close(partition: int, index: int, clock: dict[str, Any]) -> None:
         started = time.monotonic()
-        prefix = f"i/{partition}/"
-        records = {key: ItemRecord.from_state(value, config.trend)
-                   for key, value in list(state.items()) if key.startswith(prefix) and value}
-        before = set(records)
+        records, open_before = _load_partition(partition)
         result = close_partition_window(records, index, config.trend, config.n_candidates)
-        for key, record in records.items():
-            state[key] = record.to_state()
-        for key in before - set(records):
-            del state[key]  # evicted: idle for too long
+        for item_id in open_before.keys() | records.keys():
+            record = records.get(item_id)
+            if record is None:  # evicted: idle for too long
+                for kind in ("t", "o"):
+                    if f"{kind}/{partition}/{item_id}" in state:
+                        del state[f"{kind}/{partition}/{item_id}"]
+                trend_cache.pop(item_id, None)
+                continue
+            if record.trend is not None:  # trend first: a recovered prefix never has counts popped but not applied
+                state[f"t/{partition}/{item_id}"] = record.trend_state()
+                trend_cache[item_id] = record.trend
+            open_after = record.open.to_state()
+            if open_after != open_before.get(item_id, OpenWindows().to_state()):
+                state[f"o/{partition}/{item_id}"] = open_after
         stats = WindowStats(counted=sum(w.count for w in result.windows), late=clock["late"],
                             rejected=clock["rejected"], items_tracked=len(result.windows))
         report = PartitionReport(partition, result.summary, result.candidates, stats, int(time.time() * 1000))
@@ -175,6 +201,24 @@ def build_app(config: WorkerConfig) -> faust.App:
         metrics.close_seconds.append(time.monotonic() - started)
         log.info("partition %d closed window %d: %d items, %.0f events in %.3f s", partition, index,
                  len(result.windows), stats.counted, time.monotonic() - started)
+
+    def _load_partition(partition: int) -> tuple[dict[str, ItemRecord], dict[str, Any]]:
+        """Every item record of one partition (River objects reused from the cache when still current), and the
+        open-window states as stored."""
+        parts: dict[str, dict[str, Any]] = {"o": {}, "t": {}, "m": {}}
+        for key, value in list(state.items()):
+            kind, _, rest = key.partition("/")
+            owner, _, item_id = rest.partition("/")
+            if kind in parts and owner == str(partition) and value is not None:
+                parts[kind][item_id] = value
+        records: dict[str, ItemRecord] = {}
+        for item_id in parts["o"].keys() | parts["t"].keys():
+            meta = parts["m"].get(item_id, {})
+            record = ItemRecord(item_id, meta.get("title", ""), meta.get("cat"),
+                                open=OpenWindows.from_state(parts["o"].get(item_id)))
+            record.load_trend(parts["t"].get(item_id), config.trend, trend_cache.get(item_id))
+            records[item_id] = record
+        return records, parts["o"]
 
     @app.agent(summaries)
     async def merge(stream: faust.StreamT) -> None:

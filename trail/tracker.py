@@ -25,6 +25,7 @@ __all__ = [
     "Candidate",
     "ClosedWindow",
     "ItemRecord",
+    "OpenWindows",
     "PartitionClose",
     "WindowStats",
     "apply_event",
@@ -40,6 +41,27 @@ _USERS_PROTOTYPE = sketch.NUnique(error_rate=0.13, seed=7)
 
 
 @dataclass
+class OpenWindows:
+    """An item's counts in the windows not closed yet, and the last source offset applied to them. This is the
+    only state an event touches, so it is kept small and separate from the River state."""
+
+    counts: dict[int, float] = field(default_factory=dict)  # window index → weighted count
+    users: dict[int, list[int]] = field(default_factory=dict)  # window index → HyperLogLog registers
+    applied_offset: int = -1
+
+    def to_state(self) -> dict[str, Any]:
+        return {"c": {str(w): c for w, c in self.counts.items()}, "u": {str(w): r for w, r in self.users.items()},
+                "off": self.applied_offset}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any] | None) -> "OpenWindows":
+        if not state:
+            return cls()
+        return cls({int(w): float(c) for w, c in state["c"].items()},
+                    {int(w): list(r) for w, r in state["u"].items()}, int(state["off"]))
+
+
+@dataclass
 class ItemRecord:
     """Everything a partition knows about one item."""
 
@@ -47,44 +69,57 @@ class ItemRecord:
     title: str = ""
     category: str | None = None
     trend: ItemTrend | None = None
-    open_counts: dict[int, float] = field(default_factory=dict)  # window index → weighted count
-    open_users: dict[int, list[int]] = field(default_factory=dict)  # window index → HyperLogLog registers
-    applied_offset: int = -1
+    open: OpenWindows = field(default_factory=OpenWindows)
     last: ItemWindow | None = None  # the latest closed window's signals
 
+    @property
+    def open_counts(self) -> dict[int, float]:
+        return self.open.counts
+
+    @property
+    def applied_offset(self) -> int:
+        return self.open.applied_offset
+
+    def trend_state(self) -> dict[str, Any] | None:
+        """The River state and the last closed window (written at window close only)."""
+        if self.trend is None:
+            return None
+        return {"trend": self.trend.to_state(), "last": _window_to_list(self.last) if self.last else None}
+
     def to_state(self) -> dict[str, Any]:
-        return {
-            "id": self.item_id, "title": self.title, "cat": self.category,
-            "trend": self.trend.to_state() if self.trend else None,
-            "open": {str(w): c for w, c in self.open_counts.items()},
-            "users": {str(w): r for w, r in self.open_users.items()},
-            "off": self.applied_offset,
-            "last": _window_to_list(self.last) if self.last else None,
-        }
+        return {"id": self.item_id, "title": self.title, "cat": self.category, "open": self.open.to_state(),
+                "trend": self.trend_state()}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any], config: TrendConfig) -> "ItemRecord":
-        return cls(
-            item_id=str(state["id"]), title=str(state.get("title") or ""), category=state.get("cat"),
-            trend=ItemTrend.from_state(config, state["trend"]) if state.get("trend") else None,
-            open_counts={int(w): float(c) for w, c in state.get("open", {}).items()},
-            open_users={int(w): [int(x) for x in r] for w, r in state.get("users", {}).items()},
-            applied_offset=int(state.get("off", -1)),
-            last=_window_from_list(state["last"]) if state.get("last") else None,
-        )
+        record = cls(str(state["id"]), str(state.get("title") or ""), state.get("cat"),
+                     open=OpenWindows.from_state(state.get("open")))
+        record.load_trend(state.get("trend"), config)
+        return record
+
+    def load_trend(self, state: Mapping[str, Any] | None, config: TrendConfig, cached: ItemTrend | None = None) -> None:
+        """Restore the River state; ``cached`` (an object this process holds) is used when it is at the same
+        window as the stored state, which saves rebuilding River estimators at every window close."""
+        if not state:
+            return
+        stored = state["trend"]
+        self.trend = cached if cached is not None and cached.last_window == stored["last"] else ItemTrend.from_state(config, stored)
+        self.last = _window_from_list(state["last"]) if state.get("last") else None
 
 
-def apply_event(record: ItemRecord, event: Interaction, window_index: int, offset: int | None = None) -> bool:
+def apply_event(record: ItemRecord | OpenWindows, event: Interaction, window_index: int,
+                offset: int | None = None) -> bool:
     """Count ``event`` in its window; False (and nothing changes) when ``offset`` was already applied."""
+    windows = record.open if isinstance(record, ItemRecord) else record
     if offset is not None:
-        if offset <= record.applied_offset:
+        if offset <= windows.applied_offset:
             return False
-        record.applied_offset = offset
-    record.open_counts[window_index] = record.open_counts.get(window_index, 0.0) + event.weight
+        windows.applied_offset = offset
+    windows.counts[window_index] = windows.counts.get(window_index, 0.0) + event.weight
     if event.user_id is not None:
-        registers = record.open_users.get(window_index)
+        registers = windows.users.get(window_index)
         if registers is None:
-            registers = record.open_users[window_index] = [0] * _USERS_PROTOTYPE.n_buckets
+            registers = windows.users[window_index] = [0] * _USERS_PROTOTYPE.n_buckets
         _hll_add(registers, event.user_id)
     return True
 
@@ -170,6 +205,7 @@ def close_item(record: ItemRecord, window_index: int, config: TrendConfig) -> It
         record.trend = ItemTrend(config, first_window=window_index)
     trend = record.trend
     if trend.last_window >= window_index:  # already closed (a redelivered close after a crash)
+        _drop_closed(record.open, trend.last_window)
         return record.last if record.last is not None and record.last.window_index == window_index else None
     for missing in range(trend.last_window + 1, window_index):
         _close_one(record, missing)
@@ -178,14 +214,19 @@ def close_item(record: ItemRecord, window_index: int, config: TrendConfig) -> It
 
 def _close_one(record: ItemRecord, window_index: int) -> ItemWindow:
     assert record.trend is not None
-    count = record.open_counts.pop(window_index, 0.0)
-    registers = record.open_users.pop(window_index, None)
+    count = record.open.counts.pop(window_index, 0.0)
+    registers = record.open.users.pop(window_index, None)
     users = _hll_count(registers) if registers else 0
-    for stale in [w for w in record.open_counts if w < window_index]:  # late leftovers can no longer count
-        record.open_counts.pop(stale)
-        record.open_users.pop(stale, None)
+    _drop_closed(record.open, window_index)
     record.last = record.trend.close(record.item_id, window_index, count, users)
     return record.last
+
+
+def _drop_closed(windows: OpenWindows, closed_through: int) -> None:
+    """Counts of windows already closed can no longer count (late leftovers, or a close replayed after a crash)."""
+    for stale in [w for w in windows.counts if w <= closed_through]:
+        windows.counts.pop(stale)
+        windows.users.pop(stale, None)
 
 
 def _candidate_order(candidate: Candidate) -> tuple[float, str]:
