@@ -66,6 +66,23 @@ def _partition_count(config: WorkerConfig) -> int:
     return len(partitions)
 
 
+def _ensure_topic(config: WorkerConfig, name: str, partitions: int) -> None:
+    """Create an internal topic before Faust subscribes to it (Faust only declares the ones it produces to)."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(**config.kafka.client_config(), client_id="trail-worker")
+    try:
+        if name not in admin.list_topics():
+            try:
+                admin.create_topics([NewTopic(name, partitions, 1, topic_configs={"retention.ms": "3600000"})])
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+
+
 def build_app(config: WorkerConfig) -> faust.App:
     partitions = _partition_count(config)
     app = faust.App(
@@ -94,7 +111,12 @@ def build_app(config: WorkerConfig) -> faust.App:
     backend = load_backend(config.backend_url)
     fallback = BaselineBackend()
 
-    interactions = app.topic(config.topics.interactions, key_serializer="raw", value_serializer="raw")
+    # In live mode each worker ticks its own partitions once a second through a co-partitioned internal topic, so
+    # windows also close on the wall clock when a partition is idle (the tick runs in the partition's context).
+    ticks_name = f"{config.app_id}-ticks"
+    _ensure_topic(config, ticks_name, partitions)
+    interactions = app.topic(config.topics.interactions, ticks_name, key_serializer="raw", value_serializer="raw")
+    ticks = app.topic(ticks_name, key_serializer="raw", value_serializer="json", partitions=partitions, internal=True)
     items_topic = app.topic(config.topics.items, key_serializer="raw", value_serializer="raw")
     dlq = app.topic(config.topics.dlq, key_serializer="raw", value_serializer="json", partitions=1)
     trending = app.topic(config.topics.trending, key_serializer="raw", value_serializer="json", partitions=1)
@@ -138,6 +160,9 @@ def build_app(config: WorkerConfig) -> faust.App:
             clock = clock_of(partition)
             before = (clock["closed"], clock["late"], clock["rejected"],
                       None if clock["wm"] is None else config.window.index_of(clock["wm"]))
+            if event.message.topic == ticks_name:
+                await _tick(partition, clock, json.loads(event.value)["now_ms"])
+                continue
             fresh = offset > clock["off"]
             try:
                 interaction = parse_interaction(event.value)
@@ -170,6 +195,26 @@ def build_app(config: WorkerConfig) -> faust.App:
             after = (clock["closed"], clock["late"], clock["rejected"], config.window.index_of(clock["wm"]))
             if after != before:  # the clock is written when it matters: a changelog write per event would halve speed
                 state[f"c/{partition}"] = clock
+
+    async def _tick(partition: int, clock: dict[str, Any], now_ms: int) -> None:
+        """Live mode: the wall clock is a lower bound of event time; close what it says is over."""
+        if clock["closed"] is None:
+            return  # nothing seen yet on this partition: no window to close
+        clock["wm"] = now_ms if clock["wm"] is None else max(clock["wm"], now_ms)
+        closed_before = clock["closed"]
+        for index in range(clock["closed"] + 1, config.window.last_closable(clock["wm"]) + 1):
+            await _close(partition, index, clock)
+        if clock["closed"] != closed_before:
+            state[f"c/{partition}"] = clock
+
+    if config.close_on_wall_clock:
+
+        @app.timer(1.0)
+        async def send_ticks() -> None:
+            now_ms = int(time.time() * 1000)
+            for tp in app.assignor.assigned_actives():
+                if tp.topic == config.topics.interactions:
+                    await ticks.send(value={"now_ms": now_ms}, partition=tp.partition)
 
     trend_cache: dict[str, ItemTrend] = {}  # River objects of this worker's items, checked against the table
 

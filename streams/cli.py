@@ -51,7 +51,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     worker.add_argument("--web-port", type=_positive_int, help="web views port (env TRAIL_WEB_PORT; default 6066)")
     worker.add_argument("--data-dir", help="RocksDB state folder (env TRAIL_DATA_DIR; default .trail-data)")
     worker.add_argument("--live", action="store_true", help="also close windows on the wall clock (env TRAIL_LIVE=1)")
-    worker.add_argument("--loglevel", default="info")
+    worker.add_argument("--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"])
     worker.set_defaults(run=_worker)
 
     tail = commands.add_parser("tail", help="print a topic's records")

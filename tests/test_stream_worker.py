@@ -51,9 +51,15 @@ def _replay(env: dict[str, str], limit: int = EVENTS) -> None:
     assert done.returncode == 0, done.stderr.decode()
 
 
+SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "streams" / "trending.schema.json").read_text())
+
+
 def _assert_matches_offline(windows: dict[int, dict], offline: dict[int, object]) -> None:
+    import jsonschema
+
     assert sorted(windows) == sorted(offline)
     for index, record in windows.items():
+        jsonschema.validate(record, SCHEMA)
         reference = offline[index]
         assert record["stats"]["events_counted"] == reference.stats.counted
         assert record["stats"]["items_tracked"] == reference.stats.items_tracked
@@ -151,3 +157,49 @@ def test_bad_input_goes_to_the_dlq_and_every_valid_event_counts(kafka: KafkaEndp
         assert worker.health()["status"] == "ok"
     finally:
         worker.stop()
+
+
+def test_live_mode_closes_idle_windows_on_the_wall_clock(kafka: KafkaEndpoint, tmp_path: Path) -> None:
+    import time
+
+    env = _prepare(kafka, "live", partitions=2)
+    env.update(TRAIL_WINDOW="3s", TRAIL_LIVE="1")
+    worker = Worker(env, tmp_path / "state", tmp_path / "worker.log").start()
+    try:
+        now = (int(time.time()) // 3 + 1) * 3 + 0.5  # inside the next 3 s window: all 40 events share a window
+        with Publisher(KafkaSettings(kafka.bootstrap_servers)) as publisher:
+            for n in range(40):
+                event = {"item_id": f"live{n % 4}", "ts": now + n * 0.01, "user_id": f"u{n}"}
+                publisher.send("live-interactions", event["item_id"], json.dumps(event).encode())
+            publisher.flush()
+        # no event arrives after these: only the wall clock can close their window
+        windows = read_windows(kafka.bootstrap_servers, "live-trending", 1, timeout_s=60, workers=(worker,))
+        first = windows[min(windows)]
+        assert first["stats"]["events_counted"] == 40.0
+        assert [i["item_id"] for i in first["items"]] == ["live0", "live1", "live2", "live3"]
+    finally:
+        worker.stop()
+
+
+def test_broker_restart_mid_stream_loses_nothing(offline: dict, tmp_path: Path) -> None:
+    """A broker of its own (the session's is shared): stop it mid-replay, start it again on the same data."""
+    from localstack import LocalKafka, free_port
+
+    broker = LocalKafka(tmp_path / "kafka", port=free_port(), controller_port=free_port()).start()
+    endpoint = KafkaEndpoint(broker.bootstrap_servers, broker)
+    try:
+        env = _prepare(endpoint, "restart", partitions=2)
+        worker = Worker(env, tmp_path / "state", tmp_path / "worker.log").start()
+        try:
+            _replay(env, limit=25_000)
+            read_windows(broker.bootstrap_servers, "restart-trending", 1, workers=(worker,))
+            assert broker.stop() is True
+            broker.start()
+            _replay_rest(env, skip=25_000)
+            windows = read_windows(broker.bootstrap_servers, "restart-trending", len(offline), timeout_s=300,
+                                   workers=(worker,))
+            _assert_matches_offline(windows, offline)
+        finally:
+            worker.stop()
+    finally:
+        broker.stop()
