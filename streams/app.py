@@ -23,9 +23,11 @@ import base64
 import json
 import logging
 import time
+import weakref
 from typing import Any
 
 import faust
+from faust.streams import _current_event
 from faust.transport.producer import ProducerBuffer
 
 from serving.backend import Backend
@@ -155,12 +157,32 @@ def build_app(config: WorkerConfig) -> faust.App:
 
     @app.agent(interactions)
     async def ingest(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            partition, offset = event.message.partition, event.message.offset
-            clock = clock_of(partition)
-            before = (clock["closed"], clock["late"], clock["rejected"],
-                      None if clock["wm"] is None else config.window.index_of(clock["wm"]))
+        """Events in batches: each item's open-window record is read and written once per batch, not per event."""
+        async for batch in stream.take_events(config.batch_size, within=0.2):
+            by_partition: dict[int, list[faust.EventT]] = {}
+            for event in batch:
+                by_partition.setdefault(event.message.partition, []).append(event)
+            for partition, events in by_partition.items():
+                # Table writes go to the changelog partition of "the current event"; in a batch that is the last
+                # event of the whole batch, so point it at this partition's events before writing.
+                _current_event.set(weakref.ref(events[-1]))
+                await _ingest_partition(partition, events)
+
+    async def _ingest_partition(partition: int, events: list[faust.EventT]) -> None:
+        clock = clock_of(partition)
+        before = (clock["closed"], clock["late"], clock["rejected"],
+                  None if clock["wm"] is None else config.window.index_of(clock["wm"]))
+        touched: dict[str, OpenWindows] = {}
+
+        def flush_touched() -> None:
+            for key, windows in touched.items():
+                state[key] = windows.to_state()
+            touched.clear()
+
+        for event in events:
+            offset = event.message.offset
             if event.message.topic == ticks_name:
+                flush_touched()
                 await _tick(partition, clock, json.loads(event.value)["now_ms"])
                 continue
             fresh = offset > clock["off"]
@@ -181,20 +203,25 @@ def build_app(config: WorkerConfig) -> faust.App:
                     metrics.late += 1
             else:
                 key = f"o/{partition}/{interaction.item_id}"
-                windows = OpenWindows.from_state(state.get(key))
+                windows = touched.get(key)
+                if windows is None:
+                    windows = touched[key] = OpenWindows.from_state(state.get(key))
                 if apply_event(windows, interaction, window, offset):
-                    state[key] = windows.to_state()
                     metrics.events += 1
             clock["wm"] = interaction.ts_ms if clock["wm"] is None else max(clock["wm"], interaction.ts_ms)
             clock["off"] = max(offset, clock["off"])
             if clock["closed"] is None:
                 clock["closed"] = window - 1
             closable = config.window.last_closable(clock["wm"])
-            for index in range(clock["closed"] + 1, closable + 1):
-                await _close(partition, index, clock)
-            after = (clock["closed"], clock["late"], clock["rejected"], config.window.index_of(clock["wm"]))
-            if after != before:  # the clock is written when it matters: a changelog write per event would halve speed
-                state[f"c/{partition}"] = clock
+            if closable > clock["closed"]:
+                flush_touched()  # the close reads every record from the table
+                for index in range(clock["closed"] + 1, closable + 1):
+                    await _close(partition, index, clock)
+        flush_touched()
+        after = (clock["closed"], clock["late"], clock["rejected"],
+                 None if clock["wm"] is None else config.window.index_of(clock["wm"]))
+        if after != before:  # the clock is written when it matters: a write per event would halve the speed
+            state[f"c/{partition}"] = clock
 
     async def _tick(partition: int, clock: dict[str, Any], now_ms: int) -> None:
         """Live mode: the wall clock is a lower bound of event time; close what it says is over."""

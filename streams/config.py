@@ -30,6 +30,7 @@ class WorkerConfig:
     web_host: str = "127.0.0.1"  # TRAIL_WEB_HOST: loopback unless you mean to expose it
     backend_url: str = "baseline"  # TRAIL_BACKEND: baseline | baseline:holt (more arrive with the model)
     partitions: int | None = None  # TRAIL_PARTITIONS: partitions of the interactions topic (default: ask Kafka)
+    batch_size: int = 2000  # TRAIL_BATCH: events taken per batch (each item's record is written once per batch)
 
     def __post_init__(self) -> None:
         if self.n_candidates < 1 or self.top_k < 1:
@@ -63,4 +64,5 @@ class WorkerConfig:
             web_host=env("TRAIL_WEB_HOST", defaults.web_host),
             backend_url=env("TRAIL_BACKEND", defaults.backend_url),
             partitions=int(env("TRAIL_PARTITIONS")) if env("TRAIL_PARTITIONS") else None,
+            batch_size=int(env("TRAIL_BATCH", str(defaults.batch_size))),
         )
