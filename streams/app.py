@@ -102,7 +102,9 @@ def build_app(config: WorkerConfig) -> faust.App:
         producer_max_request_size=16 * 1024 * 1024,
         broker_commit_every=2000,
         broker_commit_interval=1.0,
-        stream_buffer_maxsize=8192,
+        stream_buffer_maxsize=65_536,
+        broker_max_poll_records=10_000,
+        consumer_max_fetch_size=16 * 1024 * 1024,
         table_cleanup_interval=3600.0,
         consumer_auto_offset_reset="earliest",
     )
