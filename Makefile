@@ -8,7 +8,7 @@ TRAIL := $(VENV)/bin/trail
 KAFKA_LIBS := .kafka/libs
 PYTEST_ARGS ?=
 
-.PHONY: help setup kafka-jars test test-fast kafka-up kafka-down triton-up triton-down clean
+.PHONY: help setup kafka-jars test test-fast kafka-up kafka-down triton-up triton-down worker bench-stream clean
 
 help:
 	@echo "make setup        create .venv (workers, training) and .venv-triton (Triton server), fetch Kafka jars"
@@ -16,6 +16,8 @@ help:
 	@echo "make test-fast    the suite without tests marked slow"
 	@echo "make kafka-up / kafka-down     a local Kafka 4 broker on 127.0.0.1:9092 (data in .kafka/data)"
 	@echo "make triton-up / triton-down   a local Triton server on 127.0.0.1:8000/8001 serving triton_models/"
+	@echo "make worker       a Faust stream worker (settings from TRAIL_* env vars, see README)"
+	@echo "make bench-stream the stream benchmark: raw consumer vs the worker, window close, memory per item"
 	@echo "make clean        remove environments, broker data and caches"
 
 setup: $(VENV)/.installed $(VENV_TRITON)/.installed $(KAFKA_LIBS)/.fetched
@@ -59,6 +61,12 @@ triton-up: setup
 triton-down:
 	@test -x $(TRAIL) && $(TRAIL) triton down || true
 
+worker: setup
+	$(TRAIL) worker
+
+bench-stream: setup
+	$(PY) benchmarks/bench_stream.py
+
 clean: kafka-down triton-down
-	rm -rf $(VENV) $(VENV_TRITON) .kafka .triton .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) $(VENV_TRITON) .kafka .triton .trail-data .pytest_cache .hypothesis build *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -19,7 +19,7 @@ from trail.explain import (
 )
 from trail.signals import ItemWindow, TrendSignals
 
-CATEGORIES = [None, "Books", "Home & Garden", "python", "Kitchen Tools", "U.S. Stationery", "Toys 3+"]
+CATEGORIES = [None, "Books", "Home & Garden", "python", "Kitchen Tools", "U.S. Stationery", "Toys 3+", "C", "OTHER", "HOLDER"]
 TITLES = ["", "Red mug", "WHITE HANGING HEART T-LIGHT HOLDER", "Top 10 recipes, #3 is 2.5x faster"]
 
 

@@ -455,7 +455,7 @@ def _masked(sentence: str, signals: TrendSignals) -> str:
     names = [(signals.category or "", _CATEGORY_MARK)] + [
         (name, _OTHER_MARK) for name in (signals.title, signals.item_id) if re.search(r"[0-9#]", name or "")]
     for name, mark in sorted(names, key=lambda pair: -len(pair[0].strip())):
-        if len(name.strip()) >= 2:
+        if len(name.strip()) >= 2 or (mark == _CATEGORY_MARK and name.strip()):  # one-letter categories exist
             sentence = re.sub(rf"(?<!\w){re.escape(name.strip())}(?!\w)", lambda m: mark * len(m.group(0)), sentence,
                               flags=re.IGNORECASE)
     return sentence

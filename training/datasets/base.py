@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gzip
+import io
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from pathlib import Path
+from typing import IO, Iterator, Protocol
 
 from trail.events import Interaction, ItemMeta
 
-__all__ = ["Dataset", "DatasetError", "DatasetStats"]
+__all__ = ["Dataset", "DatasetError", "DatasetStats", "open_text"]
 
 
 class DatasetError(ValueError):
@@ -47,3 +50,12 @@ class DatasetStats:
                 first = event.ts_ms
             last = event.ts_ms
         return cls(sum(1 for _ in dataset.items()), count, len(seen), first, last)
+
+
+def open_text(path: Path, what: str) -> IO[str]:
+    """A UTF-8 CSV file for the csv module, gunzipped on the fly when it ends in ``.gz``."""
+    if not path.exists():
+        raise DatasetError(f"{what} not found: {path}")
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path), encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")

@@ -9,15 +9,13 @@ not validate stop the read with the file, line and reason: a half-read dataset i
 from __future__ import annotations
 
 import csv
-import gzip
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Iterator, Mapping
 
 from trail.events import InvalidEvent, Interaction, ItemMeta
 
-from .base import DatasetError
+from .base import DatasetError, open_text
 from .ordering import sorted_by_time
 
 __all__ = ["GenericCsv", "parse_mapping"]
@@ -106,11 +104,7 @@ class GenericCsv:
                 yield row, line_number
 
     def _open(self) -> IO[str]:
-        if not self.path.exists():
-            raise DatasetError(f"CSV file not found: {self.path}")
-        if self.path.suffix == ".gz":
-            return io.TextIOWrapper(gzip.open(self.path), encoding="utf-8", newline="")
-        return open(self.path, encoding="utf-8", newline="")
+        return open_text(self.path, "CSV file")
 
 
 def _is_number(text: str) -> bool:

@@ -20,8 +20,6 @@ The file is sorted by InvoiceDate, so interactions stream straight from it; item
 from __future__ import annotations
 
 import csv
-import gzip
-import io
 import re
 import statistics
 from collections import Counter, defaultdict
@@ -32,7 +30,7 @@ from typing import IO, Iterator
 
 from trail.events import Interaction, ItemMeta
 
-from .base import DatasetError
+from .base import DatasetError, open_text
 
 __all__ = ["OnlineRetail", "PRODUCT_CODE", "category_of"]
 
@@ -149,8 +147,4 @@ class OnlineRetail:
                     raise DatasetError(f"{self.path}:{row_number}: {exc}") from None
 
     def _open(self) -> IO[str]:
-        if not self.path.exists():
-            raise DatasetError(f"Online Retail file not found: {self.path}")
-        if self.path.suffix == ".gz":
-            return io.TextIOWrapper(gzip.open(self.path), encoding="utf-8", newline="")
-        return open(self.path, encoding="utf-8", newline="")
+        return open_text(self.path, "Online Retail file")

@@ -1,0 +1,103 @@
+"""The merge step: reports from every partition → one record; duplicates ignored; the checker gates explanations;
+an unavailable scorer falls back to the baseline, flagged."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import jsonschema
+
+from serving.backend import BackendUnavailable, ModelInfo
+from serving.baseline import BaselineBackend
+from streams.merge import PartitionReport, WindowMerger
+from trail.events import Interaction
+from trail.explain import Forecast, counterfactual
+from trail.signals import TrendConfig, TrendSignals
+from trail.tracker import ItemRecord, WindowStats, apply_event, close_partition_window
+from trail.windows import WindowSpec, parse_duration
+
+SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "streams" / "trending.schema.json").read_text())
+SPEC = WindowSpec(parse_duration("1h"))
+
+
+def _reports(window: int, partitions: int = 2) -> list[PartitionReport]:
+    shards = [dict[str, ItemRecord]() for _ in range(partitions)]
+    for n in range(60):
+        item = f"item{n % 9}"
+        shard = shards[n % 9 % partitions]
+        for index in (window - 1, window):
+            apply_event(shard.setdefault(item, ItemRecord(item, title=item.upper(), category="C")),
+                        Interaction(item, SPEC.start_of(index), user_id=f"u{n}"), index)
+    reports = []
+    for partition, shard in enumerate(shards):
+        close_partition_window(shard, window - 1, TrendConfig(), 20)
+        result = close_partition_window(shard, window, TrendConfig(), 20)
+        reports.append(PartitionReport(partition, result.summary, result.candidates,
+                                       WindowStats(counted=sum(w.count for w in result.windows)), 0))
+    return reports
+
+
+@dataclass(frozen=True)
+class LyingModel:
+    """A scorer whose explanations contradict the signals (what a badly trained model would write)."""
+
+    info: ModelInfo = ModelInfo("liar", "7", "onnx")
+
+    def score(self, signals: Sequence[TrendSignals]) -> list[Forecast]:
+        return BaselineBackend().score(signals)
+
+    def explain(self, signals: Sequence[TrendSignals], forecasts: Sequence[Forecast]) -> list[str | None]:
+        return [counterfactual(s, f, "flip_direction") for s, f in zip(signals, forecasts)]
+
+
+@dataclass(frozen=True)
+class DownModel:
+    info: ModelInfo = ModelInfo("down", "1", "triton")
+
+    def score(self, signals: Sequence[TrendSignals]) -> list[Forecast]:
+        raise BackendUnavailable("server unreachable")
+
+    def explain(self, signals: Sequence[TrendSignals], forecasts: Sequence[Forecast]) -> list[str | None]:
+        raise BackendUnavailable("server unreachable")
+
+
+def test_a_window_is_published_once_every_partition_reported() -> None:
+    merger = WindowMerger(2, SPEC, n_candidates=20, top_k=5)
+    first, second = _reports(100)
+    assert merger.add(first, BaselineBackend(), BaselineBackend()) == []
+    assert merger.add(first, BaselineBackend(), BaselineBackend()) == []  # a duplicate after a crash
+    [record] = merger.add(second, BaselineBackend(), BaselineBackend())
+    jsonschema.validate(record, SCHEMA)
+    assert record["window"]["index"] == 100 and record["stats"]["partitions"] == 2
+    assert record["stats"]["events_counted"] == 60.0
+    assert [i["rank"] for i in record["items"]] == [1, 2, 3, 4, 5]
+    assert all(i["explanation_source"] == "composer" and i["faithfulness"]["all_verified"] for i in record["items"])
+    assert merger.add(second, BaselineBackend(), BaselineBackend()) == []  # already published
+
+
+def test_state_round_trip_keeps_pending_reports() -> None:
+    merger = WindowMerger(2, SPEC, 20, 5)
+    first, second = _reports(100)
+    merger.add(first, BaselineBackend(), BaselineBackend())
+    restored = WindowMerger(2, SPEC, 20, 5)
+    restored.load_state(json.loads(json.dumps(merger.to_state())))
+    assert len(restored.add(second, BaselineBackend(), BaselineBackend())) == 1
+
+
+def test_a_false_explanation_never_ships_as_is() -> None:
+    merger = WindowMerger(2, SPEC, 20, 5)
+    records = [r for report in _reports(100) for r in merger.add(report, LyingModel(), BaselineBackend())]
+    items = records[0]["items"]
+    assert {i["explanation_source"] for i in items} == {"composer-fallback"}
+    assert all(i["faithfulness"]["all_verified"] for i in items)
+    assert records[0]["scorer"] == {"name": "liar", "version": "7", "backend": "onnx", "fallback": False}
+
+
+def test_an_unavailable_scorer_falls_back_to_the_baseline_flagged() -> None:
+    merger = WindowMerger(2, SPEC, 20, 5)
+    records = [r for report in _reports(100) for r in merger.add(report, DownModel(), BaselineBackend())]
+    assert records[0]["scorer"] == {"name": "baseline-ema", "version": "1", "backend": "baseline", "fallback": True}
+    assert len(records[0]["items"]) == 5
