@@ -136,7 +136,7 @@ def window_close(n_items: int) -> dict[str, float]:
     memory = tracemalloc.get_traced_memory()[0] / len(sample)
     tracemalloc.stop()
     assert len(result.windows) == n_items
-    return {"items": n_items, "close_cold_s": round(cold, 3), "close_warm_with_encode_s": round(warm, 3),
+    return {"close_items": n_items, "close_cold_s": round(cold, 3), "close_warm_with_encode_s": round(warm, 3),
             "close_tracker_only_s": round(pure, 3),
             "state_bytes_per_item": round(bytes_per_item, 1), "python_bytes_per_item": round(memory, 1)}
 
@@ -150,7 +150,7 @@ def main() -> None:
     args = parser.parse_args()
 
     close = window_close(args.close_items)
-    print(f"(c) window close, {close['items']} tracked items: {close['close_warm_with_encode_s']} s in a running "
+    print(f"(c) window close, {close['close_items']} tracked items: {close['close_warm_with_encode_s']} s in a running "
           f"worker (River objects cached, state encoded), {close['close_cold_s']} s after a restart (all state "
           f"decoded), {close['close_tracker_only_s']} s tracker alone")
     print(f"(d) state per tracked item: {close['state_bytes_per_item']} bytes JSON, "
