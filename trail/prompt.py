@@ -1,0 +1,50 @@
+"""Signals + metadata → the model's text. Compact on purpose: prompt length is the main cost of an LLM scorer.
+
+One line per aspect, numbers rounded to what matters, always in the same order, so the model sees a stable
+layout; the explanation grammar in :mod:`trail.explain` uses the same facts, so everything a faithful
+explanation can claim is visible in the prompt.
+
+>>> from trail.signals import ItemWindow, TrendSignals
+>>> window = ItemWindow("47566", 2154, 55.0, (35.0, 53.0, 47.0, 55.0), 47.0, 55.0, 8.0, 50.3, 30.3, 1.66, 1.76,
+...                     22.95, 2.34, 40, 20, 58.3, 0)
+>>> print(render_prompt(TrendSignals(window, "PARTY BUNTING", "BUNTING", 1, 3, 224.0, 199.0)))
+item: PARTY BUNTING [BUNTING]
+counts: 35 53 47 55 (now 55, prev 47, change +8)
+trend: momentum 1.66, z 1.8, level x2.3, users 40, age 20
+rank: #1 (prev #3); category 199->224
+"""
+
+from __future__ import annotations
+
+from .signals import TrendSignals
+
+__all__ = ["SYSTEM_PROMPT", "render_prompt"]
+
+SYSTEM_PROMPT = (
+    "You forecast an item's interactions in the next window and explain the forecast in 1-3 sentences, "
+    "using only the facts given."
+)
+_MAX_TITLE_CHARS = 60
+
+
+def _n(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
+
+
+def render_prompt(signals: TrendSignals) -> str:
+    item = signals.item
+    title = " ".join(signals.title.split())[:_MAX_TITLE_CHARS] or signals.item_id
+    category = f" [{signals.category}]" if signals.category else ""
+    change = item.count - item.previous_count
+    rank = "none" if signals.rank is None else f"#{signals.rank}"
+    previous = "none" if signals.previous_rank is None else f"#{signals.previous_rank}"
+    lines = [
+        f"item: {title}{category}",
+        f"counts: {' '.join(_n(c) for c in item.history)} (now {_n(item.count)}, prev {_n(item.previous_count)}, "
+        f"change {'+' if change >= 0 else ''}{_n(change)})",
+        f"trend: momentum {item.momentum:.2f}, z {item.zscore:.1f}, level x{item.level_ratio:.1f}, "
+        f"users {item.distinct_users}, age {item.age_windows}",
+        f"rank: {rank} (prev {previous})"
+        + (f"; category {_n(signals.category_previous_count)}->{_n(signals.category_count)}" if signals.category else ""),
+    ]
+    return "\n".join(lines)
