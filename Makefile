@@ -8,7 +8,7 @@ TRAIL := $(VENV)/bin/trail
 KAFKA_LIBS := .kafka/libs
 PYTEST_ARGS ?=
 
-.PHONY: help setup kafka-jars test test-fast kafka-up kafka-down triton-up triton-down worker bench-stream clean
+.PHONY: help setup kafka-jars test test-fast kafka-up kafka-down triton-up triton-down worker bench-stream evaluate clean
 
 help:
 	@echo "make setup        create .venv (workers, training) and .venv-triton (Triton server), fetch Kafka jars"
@@ -18,6 +18,7 @@ help:
 	@echo "make triton-up / triton-down   a local Triton server on 127.0.0.1:8000/8001 serving triton_models/"
 	@echo "make worker       a Faust stream worker (settings from TRAIL_* env vars, see README)"
 	@echo "make bench-stream the stream benchmark: raw consumer vs the worker, window close, memory per item"
+	@echo "make evaluate     every forecaster on the same test windows of both datasets: reports/<dataset>/report.md"
 	@echo "make clean        remove environments, broker data and caches"
 
 setup: $(VENV)/.installed $(VENV_TRITON)/.installed $(KAFKA_LIBS)/.fetched
@@ -66,6 +67,11 @@ worker: setup
 
 bench-stream: setup
 	$(PY) benchmarks/bench_stream.py
+	$(PY) benchmarks/bench_stream.py --batch 500
+
+evaluate: setup
+	$(TRAIL) evaluate online-retail
+	$(TRAIL) evaluate stackexchange
 
 clean: kafka-down triton-down
 	rm -rf $(VENV) $(VENV_TRITON) .kafka .triton .trail-data .pytest_cache .hypothesis build *.egg-info

@@ -20,11 +20,12 @@ any recovered state is a prefix of the writes; with the per-record applied offse
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import time
 import weakref
-from typing import Any
+from typing import Any, Callable
 
 import faust
 from faust.streams import _current_event
@@ -32,7 +33,7 @@ from faust.transport.producer import ProducerBuffer
 
 from serving.backend import Backend
 from serving.baseline import BaselineBackend
-from trail.events import InvalidEvent, parse_interaction, parse_item_meta
+from trail.events import Interaction, InvalidEvent, parse_interactions, parse_item_meta
 from trail.signals import ItemTrend
 from trail.tracker import ItemRecord, OpenWindows, WindowStats, apply_event, close_partition_window
 
@@ -43,6 +44,23 @@ from .metrics import Metrics
 __all__ = ["app", "build_app", "config"]
 
 log = logging.getLogger("trail.worker")
+
+
+# A message may carry a batch of up to LIMITS.max_batch_events interactions sharing one offset; event positions
+# (offset × this + index in the batch) order them for the exactly-once bookkeeping.
+POSITIONS_PER_MESSAGE = 1024
+
+
+def partition_owner(partitions: int) -> Callable[[str], int]:
+    """The partition Kafka's default partitioner (murmur2 of the key) gives an item_id: events must be there,
+    or the item's state would be split between partitions."""
+    from kafka.partitioner.default import murmur2
+
+    @functools.lru_cache(maxsize=262_144)
+    def owner(item_id: str) -> int:
+        return (murmur2(item_id.encode()) & 0x7FFFFFFF) % partitions
+
+    return owner
 
 
 def load_backend(url: str) -> Backend:
@@ -112,6 +130,7 @@ def build_app(config: WorkerConfig) -> faust.App:
     # every flush ("producer buffer full"). A larger bound lets changelog writes batch up between commits.
     ProducerBuffer.max_messages = 10_000
     metrics = Metrics()
+    owner_of = partition_owner(partitions)
     backend = load_backend(config.backend_url)
     fallback = BaselineBackend()
 
@@ -182,43 +201,51 @@ def build_app(config: WorkerConfig) -> faust.App:
             touched.clear()
 
         for event in events:
-            offset = event.message.offset
             if event.message.topic == ticks_name:
                 flush_touched()
                 await _tick(partition, clock, json.loads(event.value)["now_ms"])
                 continue
-            fresh = offset > clock["off"]
             try:
-                interaction = parse_interaction(event.value)
-            except InvalidEvent as exc:
-                if fresh:
-                    await _dead_letter(dlq, event, exc)
-                    metrics.rejected += 1
-                    clock["rejected"] += 1
-                    clock["off"] = offset
-                    state[f"c/{partition}"] = clock
-                continue
-            window = config.window.index_of(interaction.ts_ms)
-            if clock["closed"] is not None and window <= clock["closed"]:
-                if fresh:
-                    clock["late"] += 1
-                    metrics.late += 1
-            else:
-                key = f"o/{partition}/{interaction.item_id}"
-                windows = touched.get(key)
-                if windows is None:
-                    windows = touched[key] = OpenWindows.from_state(state.get(key))
-                if apply_event(windows, interaction, window, offset):
-                    metrics.events += 1
-            clock["wm"] = interaction.ts_ms if clock["wm"] is None else max(clock["wm"], interaction.ts_ms)
-            clock["off"] = max(offset, clock["off"])
-            if clock["closed"] is None:
-                clock["closed"] = window - 1
-            closable = config.window.last_closable(clock["wm"])
-            if closable > clock["closed"]:
-                flush_touched()  # the close reads every record from the table
-                for index in range(clock["closed"] + 1, closable + 1):
-                    await _close(partition, index, clock)
+                results = parse_interactions(event.value)
+            except InvalidEvent as exc:  # the message as a whole is unreadable
+                results = [exc]
+            first_position = event.message.offset * POSITIONS_PER_MESSAGE
+            for index, interaction in enumerate(results):
+                position = first_position + index  # a batch's events share the offset: number them within it
+                fresh = position > clock["off"]
+                if isinstance(interaction, Interaction) and owner_of(interaction.item_id) != partition:
+                    interaction = InvalidEvent(
+                        "wrong_partition", f"item {interaction.item_id[:80]!r} belongs to partition "
+                        f"{owner_of(interaction.item_id)}, the message is in {partition}: key messages by item_id")
+                if isinstance(interaction, InvalidEvent):
+                    if fresh:
+                        await _dead_letter(dlq, event, interaction, index if len(results) > 1 else None)
+                        metrics.rejected += 1
+                        clock["rejected"] += 1
+                        clock["off"] = position
+                        state[f"c/{partition}"] = clock
+                    continue
+                window = config.window.index_of(interaction.ts_ms)
+                if clock["closed"] is not None and window <= clock["closed"]:
+                    if fresh:
+                        clock["late"] += 1
+                        metrics.late += 1
+                else:
+                    key = f"o/{partition}/{interaction.item_id}"
+                    windows = touched.get(key)
+                    if windows is None:
+                        windows = touched[key] = OpenWindows.from_state(state.get(key))
+                    if apply_event(windows, interaction, window, position):
+                        metrics.events += 1
+                clock["wm"] = interaction.ts_ms if clock["wm"] is None else max(clock["wm"], interaction.ts_ms)
+                clock["off"] = max(position, clock["off"])
+                if clock["closed"] is None:
+                    clock["closed"] = window - 1
+                closable = config.window.last_closable(clock["wm"])
+                if closable > clock["closed"]:
+                    flush_touched()  # the close reads every record from the table
+                    for closing in range(clock["closed"] + 1, closable + 1):
+                        await _close(partition, closing, clock)
         flush_touched()
         after = (clock["closed"], clock["late"], clock["rejected"],
                  None if clock["wm"] is None else config.window.index_of(clock["wm"]))
@@ -325,13 +352,15 @@ def build_app(config: WorkerConfig) -> faust.App:
     return app
 
 
-async def _dead_letter(dlq: faust.TopicT, event: faust.EventT, error: InvalidEvent) -> None:
+async def _dead_letter(dlq: faust.TopicT, event: faust.EventT, error: InvalidEvent,
+                       batch_index: int | None = None) -> None:
     message = event.message
     raw = event.value if isinstance(event.value, bytes) else bytes(str(event.value), "utf-8")
     await dlq.send(value={
         "reason": error.reason,
         "error": error.message,
-        "source": {"topic": message.topic, "partition": message.partition, "offset": message.offset},
+        "source": {"topic": message.topic, "partition": message.partition, "offset": message.offset,
+                   "batch_index": batch_index},
         "original_base64": base64.b64encode(raw).decode(),
         "original_text": raw.decode("utf-8", errors="replace")[:4096],
         "rejected_at_ms": int(time.time() * 1000),

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from trail.events import InvalidEvent, Interaction, parse_interaction, parse_item_meta, parse_ts
+from trail.events import LIMITS, InvalidEvent, Interaction, parse_interaction, parse_item_meta, parse_ts
 
 from .kafka_io import Publisher, create_topics, pretty, read_topic
 from .replay import Pacer, replay
@@ -41,6 +41,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     replay_cmd.add_argument("--limit", type=_positive_int, help="publish at most this many interactions")
     replay_cmd.add_argument("--rate", type=_positive_float, help="at most this many events per second")
     replay_cmd.add_argument("--speed", type=_positive_float, help="event time runs this many times faster than real time")
+    replay_cmd.add_argument("--batch", type=_positive_int, default=1,
+                            help="events per message (JSON arrays, grouped by partition; max 1000; default 1)")
     replay_cmd.add_argument("--no-progress", action="store_true")
     replay_cmd.set_defaults(run=_replay)
 
@@ -103,6 +105,8 @@ def _produce(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     from training.datasets import open_dataset  # the adapters live with the offline side; the CLI composes
 
+    if args.batch > LIMITS.max_batch_events:
+        raise ValueError(f"--batch {args.batch} is over the {LIMITS.max_batch_events} events a message may carry")
     dataset = open_dataset(args.dataset, args.path, args.map)
     topics = TopicNames.from_env()
     pacer = Pacer(rate=args.rate, speed=args.speed)
@@ -113,7 +117,7 @@ def _replay(args: argparse.Namespace) -> int:
         bar = tqdm(total=args.limit, unit="ev", desc=f"replay {dataset.name}", file=sys.stderr)
     with Publisher(KafkaSettings.from_env()) as publisher:
         result = replay(dataset.items(), dataset.interactions(), publisher, topics, limit=args.limit, pacer=pacer,
-                        progress=bar.update if bar else (lambda n: None))
+                        progress=bar.update if bar else (lambda n: None), batch=args.batch)
     if bar:
         bar.close()
     span = ""

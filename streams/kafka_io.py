@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterator
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
+from kafka.partitioner.default import murmur2
 from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
 from .settings import KafkaSettings, TopicNames
@@ -69,6 +70,7 @@ class Publisher:
         self._producer = _connect(KafkaProducer, settings, **config)
         self.acknowledged = 0
         self._error: BaseException | None = None
+        self._partitions: dict[str, list[int]] = {}
 
     def send(self, topic: str, key: str | None, value: bytes) -> None:
         if self._error is not None:
@@ -76,6 +78,21 @@ class Publisher:
         future = self._producer.send(topic, key=key.encode() if key is not None else None, value=value)
         future.add_callback(self._on_success)
         future.add_errback(self._on_error)
+
+    def send_to(self, topic: str, partition: int, value: bytes) -> None:
+        """A keyless message to an explicit partition (batches: every event in it belongs to that partition)."""
+        if self._error is not None:
+            raise self._error
+        future = self._producer.send(topic, value=value, partition=partition)
+        future.add_callback(self._on_success)
+        future.add_errback(self._on_error)
+
+    def partition_of(self, topic: str, key: str) -> int:
+        """The partition Kafka's default partitioner gives ``key`` (murmur2, as the Java client does)."""
+        partitions = self._partitions.get(topic)
+        if partitions is None:
+            partitions = self._partitions[topic] = sorted(self._producer.partitions_for(topic))
+        return partitions[(murmur2(key.encode()) & 0x7FFFFFFF) % len(partitions)]
 
     def flush(self, timeout_s: float = 60.0) -> None:
         self._producer.flush(timeout=timeout_s)

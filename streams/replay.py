@@ -67,9 +67,11 @@ def replay(
     limit: int | None = None,
     pacer: Pacer = Pacer(),
     progress: Callable[[int], None] = lambda n: None,
+    batch: int = 1,
 ) -> ReplayResult:
     """Publish every item (key = item_id) to the items topic, then up to ``limit`` interactions (key = item_id,
-    so one item's events stay in order on one partition). Returns what the broker acknowledged."""
+    so one item's events stay in order on one partition). With ``batch > 1`` interactions travel as JSON arrays
+    of up to ``batch`` events, grouped by the partition their item_id belongs to. Returns what was sent."""
     started = time.monotonic()
     item_count = 0
     for item in items:
@@ -77,16 +79,33 @@ def replay(
         item_count += 1
     publisher.flush()
     count = 0
+    messages = 0
     first = last = None
+    pending: dict[int, list[bytes]] = {}
+
+    def send_batch(partition: int) -> None:
+        nonlocal messages
+        publisher.send_to(topics.interactions, partition, b"[" + b",".join(pending.pop(partition)) + b"]")
+        messages += 1
+
     for event in pacer.delays(islice(interactions, limit)):
-        publisher.send(topics.interactions, event.item_id, event.to_json())
+        if batch > 1:
+            partition = publisher.partition_of(topics.interactions, event.item_id)
+            pending.setdefault(partition, []).append(event.to_json())
+            if len(pending[partition]) >= batch:
+                send_batch(partition)
+        else:
+            publisher.send(topics.interactions, event.item_id, event.to_json())
+            messages += 1
         first = event.ts_ms if first is None else first
         last = event.ts_ms
         count += 1
         if count % 1000 == 0:
             progress(1000)
+    for partition in list(pending):
+        send_batch(partition)
     progress(count % 1000)
     publisher.flush()
-    if publisher.acknowledged != item_count + count:
-        raise RuntimeError(f"the broker acknowledged {publisher.acknowledged} of {item_count + count} records")
+    if publisher.acknowledged != item_count + messages:
+        raise RuntimeError(f"the broker acknowledged {publisher.acknowledged} of {item_count + messages} records")
     return ReplayResult(item_count, count, first, last, time.monotonic() - started)

@@ -16,6 +16,7 @@ from trail.events import (
     ItemMeta,
     format_ts,
     parse_interaction,
+    parse_interactions,
     parse_item_meta,
     parse_ts,
 )
@@ -143,3 +144,31 @@ def test_mutated_valid_events_are_accepted_or_rejected_with_a_reason(event: Inte
                               "bad_timestamp", "bad_weight", "too_large", "string_too_long"}
     else:
         assert parse_interaction(parsed.to_json()) == parsed
+
+
+def test_a_batch_message_gives_one_result_per_event() -> None:
+    good = {"item_id": "a", "ts": 1704067200}
+    results = parse_interactions(json.dumps([good, {"ts": 1}, 7, {**good, "weight": -1}]).encode())
+    assert results[0] == Interaction("a", 1704067200000)
+    assert [r.reason for r in results[1:]] == ["missing_field", "not_object", "bad_weight"]
+    assert "batch element 3" in str(results[3])
+    assert parse_interactions(json.dumps(good)) == [Interaction("a", 1704067200000)]
+    assert [r.reason for r in parse_interactions(b"{oops")] == ["not_json"]
+    for raw, reason in ((b"[]", "not_object"), (json.dumps([good] * (LIMITS.max_batch_events + 1)), "too_large"),
+                        (b"[" + b" " * LIMITS.max_batch_bytes + b"]", "too_large"), (b"[1, 2", "not_json")):
+        with pytest.raises(InvalidEvent) as info:
+            parse_interactions(raw)
+        assert info.value.reason == reason
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(json_values, max_size=6))
+def test_random_batches_never_raise_anything_else(elements: list[object]) -> None:
+    raw = json.dumps(elements, allow_nan=True).encode()
+    try:
+        results = parse_interactions(raw)
+    except InvalidEvent as exc:
+        assert exc.reason
+    else:
+        assert len(results) == len(elements)
+        assert all(isinstance(r, (Interaction, InvalidEvent)) for r in results)

@@ -46,8 +46,8 @@ def _prepare(kafka: KafkaEndpoint, prefix: str, partitions: int) -> dict[str, st
     return env
 
 
-def _replay(env: dict[str, str], limit: int = EVENTS) -> None:
-    done = run_trail("replay", "online-retail", "--limit", str(limit), "--no-progress", env=env)
+def _replay(env: dict[str, str], limit: int = EVENTS, batch: int = 1) -> None:
+    done = run_trail("replay", "online-retail", "--limit", str(limit), "--batch", str(batch), "--no-progress", env=env)
     assert done.returncode == 0, done.stderr.decode()
 
 
@@ -111,13 +111,13 @@ def _replay_rest(env: dict[str, str], skip: int) -> None:
         publisher.flush()
 
 
-def test_three_partitions_over_two_workers_equal_one_over_one(kafka: KafkaEndpoint, offline: dict,
+def test_three_partitions_over_two_workers_in_batches_equal_one_over_one(kafka: KafkaEndpoint, offline: dict,
                                                               tmp_path: Path) -> None:
     env = _prepare(kafka, "multi", partitions=3)
     first = Worker(env, tmp_path / "a", tmp_path / "a.log").start()
     second = Worker(env, tmp_path / "b", tmp_path / "b.log").start()
     try:
-        _replay(env)
+        _replay(env, batch=200)  # and in batches: JSON arrays of up to 200 events, grouped by partition
         windows = read_windows(kafka.bootstrap_servers, "multi-trending", len(offline), workers=(first, second))
         assert {w["stats"]["partitions"] for w in windows.values()} == {3}
         _assert_matches_offline(windows, offline)

@@ -27,6 +27,7 @@ __all__ = [
     "LIMITS",
     "format_ts",
     "parse_interaction",
+    "parse_interactions",
     "parse_item_meta",
     "parse_ts",
 ]
@@ -51,6 +52,8 @@ class Limits:
     max_ts_ms: int = 4_102_444_800_000  # 2100-01-01T00:00:00Z
     max_weight: float = 1e9
     max_price: float = 1e12
+    max_batch_events: int = 1_000  # a message may carry a JSON array of interactions (high-volume producers)
+    max_batch_bytes: int = 1_048_576
 
 
 LIMITS = Limits()
@@ -159,6 +162,31 @@ def parse_interaction(raw: bytes | str, limits: Limits = LIMITS) -> Interaction:
     return Interaction.from_dict(_load_json(raw, limits), limits)
 
 
+def parse_interactions(raw: bytes | str, limits: Limits = LIMITS) -> list[Interaction | InvalidEvent]:
+    """A message holding one interaction (a JSON object) or a batch (a JSON array of up to ``max_batch_events``
+    objects): one result per event, in order, each either valid or an :class:`InvalidEvent` naming its index.
+    A message that cannot be read at all (not JSON, too large, empty or over-long array) raises
+    :class:`InvalidEvent` instead."""
+    text = raw.lstrip()[:1] if isinstance(raw, str) else bytes(raw).lstrip()[:1]
+    if text not in ("[", b"["):
+        try:
+            return [parse_interaction(raw, limits)]
+        except InvalidEvent as exc:
+            return [exc]
+    batch = _load_json(raw, limits, max_bytes=limits.max_batch_bytes)
+    if not batch:
+        raise InvalidEvent("not_object", "an empty array holds no interaction")
+    if len(batch) > limits.max_batch_events:
+        raise InvalidEvent("too_large", f"a batch holds {len(batch)} interactions, limit {limits.max_batch_events}")
+    results: list[Interaction | InvalidEvent] = []
+    for index, element in enumerate(batch):
+        try:
+            results.append(Interaction.from_dict(element, limits))
+        except InvalidEvent as exc:
+            results.append(InvalidEvent(exc.reason, f"batch element {index}: {exc.message}"))
+    return results
+
+
 def parse_item_meta(raw: bytes | str, limits: Limits = LIMITS) -> ItemMeta:
     """Validate one catalogue record exactly as received from Kafka; raises only :class:`InvalidEvent`."""
     return ItemMeta.from_dict(_load_json(raw, limits), limits)
@@ -205,17 +233,18 @@ def format_ts(ts_ms: int) -> str:
     return f"{moment:%Y-%m-%dT%H:%M:%S}.{ts_ms % 1000:03d}Z"
 
 
-def _load_json(raw: bytes | str, limits: Limits) -> Any:
+def _load_json(raw: bytes | str, limits: Limits, max_bytes: int | None = None) -> Any:
+    max_bytes = max_bytes or limits.max_payload_bytes
     size = len(raw)  # bytes for bytes, characters (a lower bound on UTF-8 bytes) for str
-    if size > limits.max_payload_bytes:
-        raise InvalidEvent("too_large", f"payload is {size} bytes, the limit is {limits.max_payload_bytes}")
+    if size > max_bytes:
+        raise InvalidEvent("too_large", f"payload is {size} bytes, the limit is {max_bytes}")
     if isinstance(raw, (bytes, bytearray, memoryview)):
         try:
             raw = bytes(raw).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InvalidEvent("not_json", f"payload is not UTF-8 text (byte {exc.start})") from None
-    if len(raw.encode("utf-8", "surrogatepass")) > limits.max_payload_bytes:
-        raise InvalidEvent("too_large", f"payload is over {limits.max_payload_bytes} bytes")
+    if len(raw.encode("utf-8", "surrogatepass")) > max_bytes:
+        raise InvalidEvent("too_large", f"payload is over {max_bytes} bytes")
     try:
         return json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:

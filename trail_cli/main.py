@@ -19,12 +19,14 @@ class _OneLineParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from localstack import cli as local_cli
     from streams import cli as stream_cli
+    from training import cli as training_cli
 
     parser = _OneLineParser(prog="trail", description="TRAIL: trending items with faithful explanations")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                      parser_class=_OneLineParser)
     stream_cli.register(commands)
     local_cli.register(commands)
+    training_cli.register(commands)
     return parser
 
 

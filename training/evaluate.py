@@ -1,0 +1,116 @@
+"""One evaluation harness: the same test windows, every method, every metric; a Markdown report with plots.
+
+Each method is fitted on the training windows (the untrained baselines ignore them) and predicts, for every test
+window, the next-window count of every tracked item; the metrics of :mod:`training.metrics` are computed per
+window and averaged over windows. Scores used for ranking are the predicted counts.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .baselines import Forecaster
+from .examples import Example, Split
+from .metrics import average, window_metrics
+
+__all__ = ["MethodResult", "evaluate", "write_report"]
+
+HEADLINE = ("mae_log1p", "rmse_log1p", "spearman", "ndcg@10", "ndcg@20", "ndcg@50", "recall@10", "recall@20",
+            "recall@50", "norm_accel@10", "norm_accel@20", "norm_accel@50")
+
+
+@dataclass
+class MethodResult:
+    name: str
+    metrics: dict[str, float]
+    fit_seconds: float
+    items_per_second: float
+    predictions: dict[int, np.ndarray] = field(default_factory=dict, repr=False)  # test window → predictions
+
+
+def _by_window(examples: Sequence[Example]) -> dict[int, list[Example]]:
+    grouped: dict[int, list[Example]] = {}
+    for example in examples:
+        grouped.setdefault(example.window_index, []).append(example)
+    return grouped
+
+
+def evaluate(split: Split, methods: Sequence[Forecaster], ks: Sequence[int] = (10, 20, 50)) -> list[MethodResult]:
+    test_windows = _by_window(split.test)
+    results = []
+    for method in methods:
+        started = time.perf_counter()
+        method.fit([(e.signals, e.label) for e in split.train])
+        fit_seconds = time.perf_counter() - started
+        per_window = []
+        predictions: dict[int, np.ndarray] = {}
+        predict_seconds = 0.0
+        for window, examples in sorted(test_windows.items()):
+            started = time.perf_counter()
+            predicted = np.asarray(method.predict([e.signals for e in examples]), dtype=float)
+            predict_seconds += time.perf_counter() - started
+            predictions[window] = predicted
+            truth = np.array([e.label for e in examples])
+            current = np.array([e.signals.item.count for e in examples])
+            per_window.append(window_metrics(predicted, predicted, truth, current, ks=tuple(ks)))
+        n_items = sum(len(v) for v in test_windows.values())
+        results.append(MethodResult(method.name, average(per_window), fit_seconds,
+                                    n_items / predict_seconds if predict_seconds > 0 else float("inf"), predictions))
+    return results
+
+
+def write_report(results: Sequence[MethodResult], split: Split, folder: Path, title: str, command: str,
+                 notes: Sequence[str] = ()) -> Path:
+    """``report.md``, ``metrics.json`` and ``methods.png`` (methods × headline metrics) in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    columns = [c for c in HEADLINE if c in results[0].metrics]
+    lines = [
+        f"# {title}",
+        "",
+        f"Made by `{command}`.",
+        "",
+        f"Windows: train {split.windows.get('train')}, validation {split.windows.get('validation')}, "
+        f"test {split.windows.get('test')}; examples: {len(split.train)} / {len(split.validation)} / "
+        f"{len(split.test)} (every tracked item of every window).",
+        "",
+        "| method | " + " | ".join(columns) + " | fit s | items/s |",
+        "| --- | " + " | ".join("---" for _ in columns) + " | --- | --- |",
+    ]
+    for result in results:
+        values = " | ".join(f"{result.metrics[c]:.4f}" for c in columns)
+        lines.append(f"| {result.name} | {values} | {result.fit_seconds:.2f} | {result.items_per_second:,.0f} |")
+    lines += ["", *notes, "", "![methods](methods.png)", ""]
+    path = folder / "report.md"
+    path.write_text("\n".join(lines))
+    (folder / "metrics.json").write_text(json.dumps(
+        {r.name: {**r.metrics, "fit_seconds": r.fit_seconds, "items_per_second": r.items_per_second}
+         for r in results}, indent=2) + "\n")
+    _plot_methods(results, columns, folder / "methods.png", title)
+    return path
+
+
+def _plot_methods(results: Sequence[MethodResult], columns: Sequence[str], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [c for c in columns if c.startswith(("ndcg", "recall", "norm_accel", "spearman"))]
+    figure, axis = plt.subplots(figsize=(max(8, len(shown) * 1.1), 4.5))
+    width = 0.8 / max(1, len(results))
+    x = np.arange(len(shown))
+    for offset, result in enumerate(results):
+        axis.bar(x + offset * width, [result.metrics[c] for c in shown], width, label=result.name)
+    axis.set_xticks(x + 0.4 - width / 2, shown, rotation=30, ha="right")
+    axis.set_title(title)
+    axis.legend(fontsize=7, ncol=2)
+    axis.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
