@@ -19,6 +19,7 @@ any recovered state is a prefix of the writes; with the per-record applied offse
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import json
@@ -29,6 +30,7 @@ from typing import Any, Callable
 
 import faust
 from faust.streams import _current_event
+from faust.types import TP
 from faust.transport.producer import ProducerBuffer
 
 from serving.backend import Backend
@@ -173,8 +175,25 @@ def build_app(config: WorkerConfig) -> faust.App:
             except InvalidEvent as exc:
                 await _dead_letter(dlq, event, exc)
                 metrics.rejected += 1
-                continue
-            state[f"m/{event.message.partition}/{meta.item_id}"] = {"title": meta.title, "cat": meta.category}
+            else:
+                state[f"m/{event.message.partition}/{meta.item_id}"] = {"title": meta.title, "cat": meta.category}
+            catalogue_seen[event.message.partition] = event.message.offset
+
+    catalogue_seen: dict[int, int] = {}  # items-topic offset the catalogue agent has applied, per partition
+
+    async def _catalogue_caught_up(partition: int, timeout_s: float = 10.0) -> None:
+        """Before a close, let the catalogue agent apply every item entry already published for this partition:
+        the two topics are consumed concurrently, and a close must not see an item without its category just
+        because its catalogue entry is still in flight."""
+        tp = TP(config.topics.items, partition)
+        end = (await app.consumer.highwaters(tp)).get(tp) or 0
+        deadline = time.monotonic() + timeout_s
+        while catalogue_seen.get(partition, -1) < end - 1:
+            if time.monotonic() > deadline:
+                log.warning("catalogue of partition %d not caught up (at %s of %d) after %.0f s; closing anyway",
+                            partition, catalogue_seen.get(partition), end - 1, timeout_s)
+                return
+            await asyncio.sleep(0.02)
 
     @app.agent(interactions)
     async def ingest(stream: faust.StreamT) -> None:
@@ -276,6 +295,7 @@ def build_app(config: WorkerConfig) -> faust.App:
 
     async def _close(partition: int, index: int, clock: dict[str, Any]) -> None:
         started = time.monotonic()
+        await _catalogue_caught_up(partition)
         records, open_before = _load_partition(partition)
         result = close_partition_window(records, index, config.trend, config.n_candidates)
         for item_id in open_before.keys() | records.keys():

@@ -130,3 +130,15 @@ def test_partitioned_tracking_equals_one_partition(partitions: int) -> None:
 def test_summary_round_trip() -> None:
     summary = PartitionSummary(4, (("a", 3.0), ("b", 1.0)), {"MUG": 4.0}, 2)
     assert PartitionSummary.from_dict(json.loads(json.dumps(summary.to_dict()))) == summary
+
+
+def test_item_record_round_trips_through_json() -> None:
+    record = ItemRecord("a", "Alpha", "X")
+    for window in range(3):
+        apply_event(record, Interaction("a", 1_000_000_000_000, user_id=f"u{window}"), window, offset=window)
+        close_partition_window({"a": record}, window, CONFIG, 5)
+    apply_event(record, Interaction("a", 1_000_000_000_000, user_id="v"), 3, offset=9)
+    restored = ItemRecord.from_state(json.loads(json.dumps(record.to_state())), CONFIG)
+    assert restored.last == record.last and restored.open == record.open
+    assert restored.trend is not None and restored.trend.to_state() == record.trend.to_state()
+    assert (restored.title, restored.category, restored.applied_offset) == ("Alpha", "X", 9)

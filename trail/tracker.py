@@ -300,13 +300,19 @@ _WINDOW_FIELDS = tuple(ItemWindow.__dataclass_fields__)
 
 
 def _window_to_list(window: ItemWindow) -> list[Any]:
-    return [list(v) if isinstance(v, tuple) else v for v in (getattr(window, f) for f in _WINDOW_FIELDS)]
+    """The fields in declaration order (spelled out: a generic getattr loop costs ~10 µs per item per close)."""
+    w = window
+    return [w.item_id, w.window_index, w.count, list(w.history), w.previous_count, w.velocity, w.acceleration,
+            w.ewm_fast, w.ewm_slow, w.momentum, w.zscore, w.long_term_mean, w.level_ratio, w.distinct_users,
+            w.age_windows, w.forecast, w.idle_windows]
 
 
 def _window_from_list(values: Sequence[Any]) -> ItemWindow:
-    data = dict(zip(_WINDOW_FIELDS, values))
-    data["history"] = tuple(float(x) for x in data["history"])
-    return ItemWindow(**data)
+    if len(values) != len(_WINDOW_FIELDS):
+        raise ValueError(f"a stored window has {len(values)} fields, expected {len(_WINDOW_FIELDS)}")
+    fields = list(values)
+    fields[3] = tuple(float(x) for x in fields[3])
+    return ItemWindow(*fields)
 
 
 def _users_sketch(registers: list[int]) -> sketch.NUnique:
