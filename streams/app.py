@@ -192,6 +192,7 @@ def build_app(config: WorkerConfig) -> faust.App:
             if time.monotonic() > deadline:
                 log.warning("catalogue of partition %d not caught up (at %s of %d) after %.0f s; closing anyway",
                             partition, catalogue_seen.get(partition), end - 1, timeout_s)
+                catalogue_seen[partition] = end - 1  # e.g. entries applied before a restart: don't wait again
                 return
             await asyncio.sleep(0.02)
 
@@ -295,8 +296,10 @@ def build_app(config: WorkerConfig) -> faust.App:
 
     async def _close(partition: int, index: int, clock: dict[str, Any]) -> None:
         started = time.monotonic()
-        await _catalogue_caught_up(partition)
         records, open_before = _load_partition(partition)
+        if any(not record.title and record.category is None for record in records.values()):
+            await _catalogue_caught_up(partition)  # an item without its entry: is the entry still in flight?
+            records, open_before = _load_partition(partition)
         result = close_partition_window(records, index, config.trend, config.n_candidates)
         for item_id in open_before.keys() | records.keys():
             record = records.get(item_id)
