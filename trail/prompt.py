@@ -18,13 +18,14 @@ from __future__ import annotations
 
 from .signals import TrendSignals
 
-__all__ = ["SYSTEM_PROMPT", "render_prompt"]
+__all__ = ["EXPLANATION_CUE", "SYSTEM_PROMPT", "forecast_cue", "render_explanation_prompt", "render_prompt"]
 
 SYSTEM_PROMPT = (
     "You forecast an item's interactions in the next window and explain the forecast in 1-3 sentences, "
     "using only the facts given."
 )
 _MAX_TITLE_CHARS = 60
+EXPLANATION_CUE = "\nwhy:"  # the explanation follows this, after a space
 
 
 def _n(value: float) -> str:
@@ -48,3 +49,27 @@ def render_prompt(signals: TrendSignals) -> str:
         + (f"; category {_n(signals.category_previous_count)}->{_n(signals.category_count)}" if signals.category else ""),
     ]
     return "\n".join(lines)
+
+
+def render_explanation_prompt(signals: TrendSignals, predicted_count: float) -> str:
+    """The prompt the explanation is generated from: the signals, then the forecast it must agree with.
+
+    Conditioning on the predicted count (the score head's output when serving, the true next count in training)
+    is what keeps the text's forecast claim in line with the score.
+
+    >>> from trail.signals import ItemWindow, TrendSignals
+    >>> window = ItemWindow("7", 3, 4.0, (2.0, 4.0), 2.0, 4.0, 2.0, 3.0, 2.5, 1.2, 1.5, 0.5, 1.6, 3, 2, 4.4, 0)
+    >>> print(render_explanation_prompt(TrendSignals(window, "MUG", None, None, None, 0.0, 0.0), 5.26))
+    item: MUG
+    counts: 2 4 (now 4, prev 2, change +2)
+    trend: momentum 1.20, z 1.5, level x1.6, users 3, age 2
+    rank: none (prev none)
+    forecast: 5.3
+    why:
+    """
+    return render_prompt(signals) + forecast_cue(predicted_count)
+
+
+def forecast_cue(predicted_count: float) -> str:
+    """The lines between the signals and the explanation: the forecast, then the cue."""
+    return f"\nforecast: {_n(round(float(predicted_count), 1))}{EXPLANATION_CUE}"

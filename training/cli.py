@@ -1,4 +1,4 @@
-"""The offline verbs of the ``trail`` CLI: evaluate (train, export arrive with the model)."""
+"""The offline verbs of the ``trail`` CLI: train and evaluate."""
 
 from __future__ import annotations
 
@@ -24,6 +24,90 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--out", type=Path, help="report folder (default: reports/<dataset>)")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.set_defaults(run=_evaluate)
+
+    train = commands.add_parser("train", help="fine-tune the TRAIL model on a dataset's training windows")
+    train.add_argument("dataset", help="online-retail | stackexchange | movielens | csv")
+    train.add_argument("--path", type=Path, help="dataset file or folder (default: the shared datasets)")
+    train.add_argument("--map", default="", help="csv only: FIELD=COLUMN,...")
+    train.add_argument("--window", help="window size (default: 7d for online-retail, 1d for stackexchange)")
+    train.add_argument("--backbone", default="smollm2", help="smollm2 (default), tiny, or a local HF model folder")
+    train.add_argument("--out", type=Path, help="output folder (default: .trail-data/runs/<dataset>)")
+    train.add_argument("--steps", type=_positive_int, default=400)
+    train.add_argument("--batch-size", type=_positive_int, default=8)
+    train.add_argument("--per-window", type=_positive_int, default=96,
+                       help="training examples per window, balanced rising/falling/level (default 96)")
+    train.add_argument("--candidates", type=_positive_int, default=200,
+                       help="pre-ranked candidates per window the pool is drawn from, as the worker scores")
+    train.add_argument("--lora-rank", type=_positive_int, default=8)
+    train.add_argument("--max-minutes", type=float, help="stop and save when the time budget is spent")
+    train.add_argument("--checkpoint-every", type=_positive_int, default=50)
+    train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    train.add_argument("--no-contrastive", action="store_true", help="ablation: no InfoNCE and no likelihood margin")
+    train.add_argument("--no-explanation-loss", action="store_true", help="ablation: no language-modelling loss")
+    train.add_argument("--threads", type=_positive_int, help="torch CPU threads (default: all cores)")
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(run=_train)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _command_line() -> str:
+    return "trail " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _train(args: argparse.Namespace) -> int:
+    import datetime
+    import subprocess
+
+    import torch
+
+    from trail.windows import WindowSpec
+
+    from .datasets import open_dataset
+    from .examples import build_examples, temporal_split
+    from .losses import LossWeights
+    from .model import TrailConfig
+    from .train import TrainConfig, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dataset = open_dataset(args.dataset, args.path, args.map)
+    window = args.window or DEFAULT_WINDOWS.get(args.dataset, "7d")
+    print(f"replaying {dataset.name} through trail.signals ({window} windows)...", file=sys.stderr)
+    examples, digest = build_examples(dataset.interactions(), WindowSpec.parse(window), dataset.items())
+    split = temporal_split(examples)
+    weights = LossWeights()
+    if args.no_contrastive:
+        weights = LossWeights(**{**weights.__dict__, "info_nce": 0.0, "margin": 0.0})
+    if args.no_explanation_loss:
+        weights = LossWeights(**{**weights.__dict__, "lm": 0.0})
+    model_config = TrailConfig(backbone=args.backbone, lora_rank=args.lora_rank, lora_alpha=2 * args.lora_rank)
+    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, per_window=args.per_window,
+                         candidates=args.candidates, weights=weights, seed=args.seed, max_minutes=args.max_minutes,
+                         checkpoint_every=args.checkpoint_every)
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        commit = ""
+    metadata = {
+        "dataset": dataset.name, "dataset_key": args.dataset, "window": window, "events_sha256": digest,
+        "split_windows": split.windows, "train_examples": len(split.train), "command": _command_line(),
+        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": commit, "torch": torch.__version__, "threads": torch.get_num_threads(),
+    }
+    out = args.out or Path(".trail-data/runs") / args.dataset
+    _, summary = train(model_config, config, split.train, out, metadata, resume=args.resume)
+    print(f"saved {out} after {summary['steps_completed']} steps ({summary['seconds_this_run']:.0f} s, "
+          f"{summary['examples_per_second']} examples/s); losses {summary['final_losses']}")
+    return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:

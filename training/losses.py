@@ -1,0 +1,99 @@
+"""TRAIL's loss terms, each a plain function of tensors so it can be tested and switched off on its own.
+
+- :func:`explanation_lm_loss` — next-token cross-entropy over the explanation tokens only.
+- :func:`score_regression_loss` — Huber loss on ``log1p(next count)``.
+- :func:`pairwise_ranking_loss` — RankNet within a window: for every pair whose true next counts differ, the
+  logistic loss of the predicted order.
+- :func:`info_nce_loss` — contrastive alignment: each item's signal embedding must pick its own explanation
+  out of the batch's explanations (other items' = negatives) and its counterfactuals (hard negatives).
+- :func:`likelihood_margin_loss` — the faithful explanation must be at least ``margin`` nats more probable
+  (summed over its tokens) than its counterfactual, given the same signals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "LossWeights",
+    "explanation_lm_loss",
+    "info_nce_loss",
+    "likelihood_margin_loss",
+    "pairwise_ranking_loss",
+    "score_regression_loss",
+    "sequence_log_likelihood",
+]
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weight of each term; 0 switches a term off (and skips the forward passes only it needs)."""
+
+    lm: float = 1.0
+    regression: float = 1.0
+    pairwise: float = 0.5
+    info_nce: float = 0.2
+    margin: float = 0.5
+    margin_nats: float = 2.0
+    temperature: float = 0.1
+
+    @property
+    def contrastive(self) -> bool:
+        return self.info_nce > 0 or self.margin > 0
+
+    def __post_init__(self) -> None:
+        for name in ("lm", "regression", "pairwise", "info_nce", "margin", "margin_nats"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"loss weight {name} must be >= 0, got {getattr(self, name)}")
+        if self.temperature <= 0:
+            raise ValueError("temperature must be > 0")
+
+
+def _shifted(logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token log-probabilities of the tokens that follow each position, and which of them count."""
+    log_probs = F.log_softmax(logits[:, :-1].float(), dim=-1)
+    targets = input_ids[:, 1:]
+    token_log_probs = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return token_log_probs, mask[:, 1:].to(token_log_probs.dtype)
+
+
+def sequence_log_likelihood(logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Summed log-probability of the tokens where ``mask`` is 1 (the continuation), per row."""
+    token_log_probs, weights = _shifted(logits, input_ids, mask)
+    return (token_log_probs * weights).sum(-1)
+
+
+def explanation_lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood per explanation token."""
+    token_log_probs, weights = _shifted(logits, input_ids, mask)
+    return -(token_log_probs * weights).sum() / weights.sum().clamp_min(1.0)
+
+
+def score_regression_loss(predicted_log: torch.Tensor, true_counts: torch.Tensor) -> torch.Tensor:
+    return F.huber_loss(predicted_log, torch.log1p(true_counts), delta=1.0)
+
+
+def pairwise_ranking_loss(scores: torch.Tensor, true_counts: torch.Tensor) -> torch.Tensor:
+    """Mean RankNet loss over ordered pairs (i, j) with true_i > true_j; 0 when all labels tie."""
+    better = true_counts.unsqueeze(1) > true_counts.unsqueeze(0)
+    if not better.any():
+        return scores.sum() * 0.0
+    margins = scores.unsqueeze(1) - scores.unsqueeze(0)
+    return F.softplus(-margins[better]).mean()
+
+
+def info_nce_loss(signal: torch.Tensor, explanation: torch.Tensor, counterfactual: torch.Tensor | None,
+                  temperature: float) -> torch.Tensor:
+    """Cross-entropy of picking row i's explanation among all explanations and counterfactuals of the batch."""
+    signal = F.normalize(signal, dim=-1)
+    candidates = explanation if counterfactual is None else torch.cat([explanation, counterfactual], dim=0)
+    logits = signal @ F.normalize(candidates, dim=-1).T / temperature
+    return F.cross_entropy(logits, torch.arange(signal.shape[0]))
+
+
+def likelihood_margin_loss(faithful: torch.Tensor, counterfactual: torch.Tensor, margin: float) -> torch.Tensor:
+    """Hinge on the log-likelihood gap: ``max(0, margin - (log p(faithful) - log p(counterfactual)))``."""
+    return F.relu(margin - (faithful - counterfactual)).mean()

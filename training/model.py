@@ -1,0 +1,233 @@
+"""The TRAIL model: a causal LM with LoRA adapters, a score head and two projections for contrastive alignment.
+
+One forward pass over ``prompt · forecast cue · explanation`` gives everything training needs: the hidden state at
+the prompt's last token feeds the score head (a causal model's state there has seen the signals and nothing
+after them, so the score never peeks at the forecast line or the explanation), and the logits over the
+explanation give its likelihood. Serving reads the score from a forward over the prompt alone and generates the
+explanation after ``render_explanation_prompt(signals, predicted count)``.
+
+The score head predicts ``log1p(next count)`` as a correction to ``log1p(this window's count)`` from the prompt's
+hidden state and the item's numeric features (:func:`trail.features.model_features`): the numbers the prompt
+shows as text, given to the head exactly, so the LLM's part is what the text adds.
+
+A checkpoint is a Hugging Face-style folder: ``adapter/`` (peft), ``heads.safetensors``, ``trail_config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from trail.features import FEATURE_NAMES, model_features
+from trail.prompt import forecast_cue, render_prompt
+from trail.signals import TrendSignals
+
+from .backbone import Backbone, load_backbone
+
+__all__ = ["Encoded", "TrailConfig", "TrailModel", "explanation_target"]
+
+CONFIG_FILE = "trail_config.json"
+HEADS_FILE = "heads.safetensors"
+ADAPTER_FOLDER = "adapter"
+
+
+@dataclass(frozen=True)
+class TrailConfig:
+    backbone: str = "smollm2"
+    backbone_seed: int = 0  # the tiny test backbone's random weights are rebuilt from it
+    lora_rank: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
+    head_hidden: int = 128
+    projection_dim: int = 64
+    max_prompt_tokens: int = 160
+    max_explanation_tokens: int = 72
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrailConfig":
+        data = json.loads(text)
+        data["lora_targets"] = tuple(data["lora_targets"])
+        return cls(**data)
+
+
+def explanation_target(explanation: str, eos_token: str) -> str:
+    """What the LM learns to write after the cue: a space, the explanation, end of turn."""
+    return " " + explanation.strip() + eos_token
+
+
+@dataclass
+class Encoded:
+    """A right-padded batch of token sequences with the positions the losses read."""
+
+    input_ids: torch.Tensor  # (B, T)
+    attention_mask: torch.Tensor  # (B, T)
+    score_index: torch.Tensor  # (B,) position of the prompt's last token (-1 placeholder when not scoring)
+    continuation_mask: torch.Tensor  # (B, T) 1 where a token belongs to the continuation (explanation)
+    lengths: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+
+
+class ScoreHead(nn.Module):
+    def __init__(self, hidden_size: int, n_features: int, width: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden_size)
+        self.mlp = nn.Sequential(nn.Linear(hidden_size + n_features, width), nn.GELU(), nn.Linear(width, 1))
+        nn.init.zeros_(self.mlp[2].weight)  # starts as "next = this window": a sane score before any training
+        nn.init.zeros_(self.mlp[2].bias)
+
+    def forward(self, hidden: torch.Tensor, features: torch.Tensor, current_log_count: torch.Tensor) -> torch.Tensor:
+        correction = self.mlp(torch.cat([self.norm(hidden), features], dim=-1)).squeeze(-1)
+        return current_log_count + correction
+
+
+class TrailModel(nn.Module):
+    def __init__(self, backbone: Backbone, config: TrailConfig, adapter: Path | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.tokenizer = backbone.tokenizer
+        if adapter is not None:
+            self.lm = PeftModel.from_pretrained(backbone.model, str(adapter), is_trainable=True)
+        else:
+            lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                              target_modules=list(config.lora_targets), task_type="CAUSAL_LM")
+            self.lm = get_peft_model(backbone.model, lora)
+        hidden = backbone.model.config.hidden_size
+        self.score_head = ScoreHead(hidden, len(FEATURE_NAMES), config.head_hidden)
+        self.signal_projection = nn.Linear(hidden, config.projection_dim)
+        self.text_projection = nn.Linear(hidden, config.projection_dim)
+
+    # -- building and saving ------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, config: TrailConfig, seed: int = 0) -> "TrailModel":
+        torch.manual_seed(seed)
+        return cls(load_backbone(config.backbone, seed=config.backbone_seed), config)
+
+    @classmethod
+    def load(cls, folder: Path) -> "TrailModel":
+        """A saved checkpoint (``save``'s folder), in eval mode."""
+        folder = Path(folder)
+        config_path = folder / CONFIG_FILE
+        if not config_path.exists():
+            raise FileNotFoundError(f"{folder} is not a TRAIL checkpoint (no {CONFIG_FILE})")
+        config = TrailConfig.from_json(config_path.read_text())
+        backbone = load_backbone(config.backbone, seed=config.backbone_seed)
+        model = cls(backbone, config, adapter=folder / ADAPTER_FOLDER)
+        heads = load_file(str(folder / HEADS_FILE))
+        model.head_modules().load_state_dict(heads)
+        model.eval()
+        return model
+
+    def head_modules(self) -> nn.ModuleDict:
+        return nn.ModuleDict({"score_head": self.score_head, "signal_projection": self.signal_projection,
+                              "text_projection": self.text_projection})
+
+    def save(self, folder: Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.lm.save_pretrained(str(folder / ADAPTER_FOLDER))
+        state = {k: v.detach().contiguous() for k, v in self.head_modules().state_dict().items()}
+        save_file(state, str(folder / HEADS_FILE))
+        (folder / CONFIG_FILE).write_text(self.config.to_json() + "\n")
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    # -- encoding -----------------------------------------------------------------------------------------
+    def _ids(self, text: str, limit: int) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False).input_ids[:limit]
+
+    def encode(self, prompts: Sequence[str], cues: Sequence[str] | None = None,
+               continuations: Sequence[str] | None = None) -> Encoded:
+        """Segments tokenised separately and concatenated (serving does the same, so token boundaries match)."""
+        rows: list[list[int]] = []
+        score_index: list[int] = []
+        continuation_spans: list[tuple[int, int]] = []
+        for position, prompt in enumerate(prompts):
+            ids = self._ids(prompt, self.config.max_prompt_tokens) if prompt else []
+            score_index.append(len(ids) - 1)
+            if cues is not None:
+                ids += self._ids(cues[position], 16)
+            start = len(ids)
+            if continuations is not None:
+                ids += self._ids(continuations[position], self.config.max_explanation_tokens)
+            continuation_spans.append((start, len(ids)))
+            rows.append(ids)
+        width = max(len(row) for row in rows)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        continuation = torch.zeros((len(rows), width), dtype=torch.long)
+        for row_index, (row, (start, end)) in enumerate(zip(rows, continuation_spans)):
+            input_ids[row_index, : len(row)] = torch.tensor(row, dtype=torch.long)
+            attention[row_index, : len(row)] = 1
+            continuation[row_index, start:end] = 1
+        return Encoded(input_ids, attention, torch.tensor(score_index), continuation,
+                       torch.tensor([len(r) for r in rows]))
+
+    # -- forward pieces -----------------------------------------------------------------------------------
+    def hidden_and_logits(self, batch: Encoded, want_logits: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        output = self.lm(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True,
+                         use_cache=False, logits_to_keep=0 if want_logits else 1)
+        return output.hidden_states[-1], (output.logits if want_logits else None)
+
+    def score_from_hidden(self, hidden: torch.Tensor, batch: Encoded, signals: Sequence[TrendSignals]) -> torch.Tensor:
+        """Predicted ``log1p(next count)`` per row, read at ``batch.score_index``."""
+        rows = torch.arange(hidden.shape[0])
+        at_prompt_end = hidden[rows, batch.score_index]
+        features = torch.from_numpy(model_features(signals))
+        current = torch.log1p(torch.tensor([s.item.count for s in signals], dtype=torch.float32))
+        return self.score_head(at_prompt_end, features, current)
+
+    def signal_embedding(self, hidden: torch.Tensor, batch: Encoded) -> torch.Tensor:
+        rows = torch.arange(hidden.shape[0])
+        return self.signal_projection(hidden[rows, batch.score_index])
+
+    def text_embedding(self, hidden: torch.Tensor, batch: Encoded) -> torch.Tensor:
+        """Mean of the hidden states over the continuation tokens, projected."""
+        mask = batch.continuation_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+        return self.text_projection(pooled)
+
+    # -- inference ----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict_log_counts(self, signals: Sequence[TrendSignals], batch_size: int = 16) -> np.ndarray:
+        """``log1p`` of the predicted next-window count of each item (prompt-only forwards)."""
+        outputs = []
+        for start in range(0, len(signals), batch_size):
+            chunk = list(signals[start: start + batch_size])
+            batch = self.encode([render_prompt(s) for s in chunk])
+            hidden, _ = self.hidden_and_logits(batch, want_logits=False)
+            outputs.append(self.score_from_hidden(hidden, batch, chunk).float().numpy())
+        return np.concatenate(outputs) if outputs else np.zeros(0, dtype=np.float32)
+
+    def predict_counts(self, signals: Sequence[TrendSignals], batch_size: int = 16) -> np.ndarray:
+        return np.clip(np.expm1(self.predict_log_counts(signals, batch_size).astype(np.float64)), 0.0, None)
+
+    @torch.no_grad()
+    def explain(self, signals: Sequence[TrendSignals], predicted_counts: Sequence[float],
+                max_new_tokens: int | None = None) -> list[str]:
+        """Greedy explanations, each conditioned on its item's predicted count (one sequence at a time: on a CPU
+        that is as fast as padding a batch and keeps the tokens identical to what a single request gets)."""
+        limit = max_new_tokens or self.config.max_explanation_tokens
+        texts = []
+        for item, predicted in zip(signals, predicted_counts):
+            batch = self.encode([render_prompt(item)], cues=[forecast_cue(predicted)])
+            generated = self.lm.generate(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                                         max_new_tokens=limit, do_sample=False,
+                                         eos_token_id=self.tokenizer.eos_token_id,
+                                         pad_token_id=self.tokenizer.pad_token_id)
+            new_tokens = generated[0, batch.input_ids.shape[1]:]
+            texts.append(self.tokenizer.decode(new_tokens, skip_special_tokens=True).strip())
+        return texts
+
