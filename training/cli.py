@@ -23,6 +23,17 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--window", help="window size (default: 7d for online-retail, 1d for stackexchange)")
     evaluate.add_argument("--out", type=Path, help="report folder (default: reports/<dataset>)")
     evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--trail", type=Path, metavar="CHECKPOINT",
+                          help="the TRAIL checkpoint to evaluate (default: models/<dataset> when it exists)")
+    evaluate.add_argument("--ablation", action="append", default=[], metavar="NAME=CHECKPOINT",
+                          help="another TRAIL checkpoint, reported as NAME (repeatable)")
+    evaluate.add_argument("--zero-shot-windows", type=int, default=2,
+                          help="test windows on which the base LLM is run zero-shot (0: skip; slow on a CPU)")
+    evaluate.add_argument("--explain-per-window", type=int, default=6,
+                          help="test items per window whose explanations are generated and checked (0: skip)")
+    evaluate.add_argument("--candidates", type=_positive_int, default=200,
+                          help="items per window the LLM methods score (the rest get the EMA fallback)")
+    evaluate.add_argument("--no-llm", action="store_true", help="baselines only (no TRAIL, no zero-shot LLM)")
     evaluate.set_defaults(run=_evaluate)
 
     train = commands.add_parser("train", help="fine-tune the TRAIL model on a dataset's training windows")
@@ -111,32 +122,6 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from trail.windows import WindowSpec
+    from .evaluation_run import run_evaluation
 
-    from .baselines import EMA, GradientBoosting, HoltWinters, LinearTrend, Markov, MostPop, RandomForecaster
-    from .datasets import open_dataset
-    from .evaluate import evaluate, write_report
-    from .examples import build_examples, temporal_split
-
-    dataset = open_dataset(args.dataset, args.path, args.map)
-    window = args.window or DEFAULT_WINDOWS.get(args.dataset, "7d")
-    spec = WindowSpec.parse(window)
-    print(f"replaying {dataset.name} through trail.signals ({window} windows)...", file=sys.stderr)
-    examples, digest = build_examples(dataset.interactions(), spec, dataset.items())
-    split = temporal_split(examples)
-    methods = [RandomForecaster(seed=args.seed), MostPop(), Markov(), EMA(), LinearTrend(), HoltWinters(),
-               GradientBoosting(seed=args.seed, threads=1)]
-    results = evaluate(split, methods)
-    out = args.out or Path("reports") / args.dataset
-    command = "trail evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else "trail evaluate"
-    notes = [
-        f"Data: {dataset.name}, {len(examples)} labelled (item, window) examples, events sha256 `{digest[:16]}`.",
-        "Not in this report yet: the PARE-style neural model, the zero-shot base LLM and TRAIL (the fine-tuned "
-        "model and its ablations); they join when the model lands.",
-    ]
-    path = write_report(results, split, out, f"{dataset.name}: next-window popularity ({window} windows)",
-                        command, notes)
-    for result in results:
-        print(f"{result.name:>18}  NDCG@20 {result.metrics['ndcg@20']:.4f}  MAE(log1p) {result.metrics['mae_log1p']:.4f}")
-    print(f"report: {path}")
-    return 0
+    return run_evaluation(args, DEFAULT_WINDOWS)

@@ -19,7 +19,7 @@ from .baselines import Forecaster
 from .examples import Example, Split
 from .metrics import average, window_metrics
 
-__all__ = ["MethodResult", "evaluate", "write_report"]
+__all__ = ["MethodResult", "evaluate", "restrict", "write_report"]
 
 HEADLINE = ("mae_log1p", "rmse_log1p", "spearman", "ndcg@10", "ndcg@20", "ndcg@50", "recall@10", "recall@20",
             "recall@50", "norm_accel@10", "norm_accel@20", "norm_accel@50")
@@ -65,9 +65,41 @@ def evaluate(split: Split, methods: Sequence[Forecaster], ks: Sequence[int] = (1
     return results
 
 
+def restrict(results: Sequence[MethodResult], split: Split, windows: Sequence[int],
+             ks: Sequence[int] = (10, 20, 50)) -> list[MethodResult]:
+    """The same results, their metrics recomputed over ``windows`` only (from the stored predictions)."""
+    test_windows = _by_window(split.test)
+    restricted = []
+    for result in results:
+        per_window = []
+        for window in windows:
+            examples = test_windows[window]
+            truth = np.array([e.label for e in examples])
+            current = np.array([e.signals.item.count for e in examples])
+            predicted = result.predictions[window]
+            per_window.append(window_metrics(predicted, predicted, truth, current, ks=tuple(ks)))
+        restricted.append(MethodResult(result.name, average(per_window), result.fit_seconds,
+                                       result.items_per_second,
+                                       {w: result.predictions[w] for w in windows}))
+    return restricted
+
+
+def metrics_table(results: Sequence[MethodResult], columns: Sequence[str], speed: bool = True) -> list[str]:
+    """A Markdown table: one row per method, one column per metric (and fit time, items/s)."""
+    extra = " fit s | items/s |" if speed else ""
+    lines = ["| method | " + " | ".join(columns) + " |" + extra,
+             "| --- | " + " | ".join("---" for _ in columns) + " |" + (" --- | --- |" if speed else "")]
+    for result in results:
+        values = " | ".join(f"{result.metrics[c]:.4f}" for c in columns)
+        tail = f" {result.fit_seconds:.2f} | {result.items_per_second:,.0f} |" if speed else ""
+        lines.append(f"| {result.name} | {values} |" + tail)
+    return lines
+
+
 def write_report(results: Sequence[MethodResult], split: Split, folder: Path, title: str, command: str,
-                 notes: Sequence[str] = ()) -> Path:
-    """``report.md``, ``metrics.json`` and ``methods.png`` (methods × headline metrics) in ``folder``."""
+                 notes: Sequence[str] = (), sections: Sequence[str] = ()) -> Path:
+    """``report.md``, ``metrics.json`` and ``methods.png`` (methods × headline metrics) in ``folder``;
+    ``sections`` (Markdown lines) follow the headline table and its notes."""
     folder.mkdir(parents=True, exist_ok=True)
     columns = [c for c in HEADLINE if c in results[0].metrics]
     lines = [
@@ -79,13 +111,9 @@ def write_report(results: Sequence[MethodResult], split: Split, folder: Path, ti
         f"test {split.windows.get('test')}; examples: {len(split.train)} / {len(split.validation)} / "
         f"{len(split.test)} (every tracked item of every window).",
         "",
-        "| method | " + " | ".join(columns) + " | fit s | items/s |",
-        "| --- | " + " | ".join("---" for _ in columns) + " | --- | --- |",
+        *metrics_table(results, columns),
     ]
-    for result in results:
-        values = " | ".join(f"{result.metrics[c]:.4f}" for c in columns)
-        lines.append(f"| {result.name} | {values} | {result.fit_seconds:.2f} | {result.items_per_second:,.0f} |")
-    lines += ["", *notes, "", "![methods](methods.png)", ""]
+    lines += ["", *notes, "", "![methods](methods.png)", "", *sections, ""]
     path = folder / "report.md"
     path.write_text("\n".join(lines))
     (folder / "metrics.json").write_text(json.dumps(

@@ -52,24 +52,14 @@ class LossWeights:
             raise ValueError("temperature must be > 0")
 
 
-def _shifted(logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token log-probabilities of the tokens that follow each position, and which of them count."""
-    log_probs = F.log_softmax(logits[:, :-1].float(), dim=-1)
-    targets = input_ids[:, 1:]
-    token_log_probs = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    return token_log_probs, mask[:, 1:].to(token_log_probs.dtype)
+def sequence_log_likelihood(token_log_probs: torch.Tensor, rows: torch.Tensor, n_rows: int) -> torch.Tensor:
+    """Summed log-probability of each row's continuation tokens (``rows[i]`` = the row of token i)."""
+    return torch.zeros(n_rows, dtype=token_log_probs.dtype).index_add(0, rows, token_log_probs)
 
 
-def sequence_log_likelihood(logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Summed log-probability of the tokens where ``mask`` is 1 (the continuation), per row."""
-    token_log_probs, weights = _shifted(logits, input_ids, mask)
-    return (token_log_probs * weights).sum(-1)
-
-
-def explanation_lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def explanation_lm_loss(token_log_probs: torch.Tensor) -> torch.Tensor:
     """Mean negative log-likelihood per explanation token."""
-    token_log_probs, weights = _shifted(logits, input_ids, mask)
-    return -(token_log_probs * weights).sum() / weights.sum().clamp_min(1.0)
+    return -token_log_probs.mean() if token_log_probs.numel() else token_log_probs.sum()
 
 
 def score_regression_loss(predicted_log: torch.Tensor, true_counts: torch.Tensor) -> torch.Tensor:

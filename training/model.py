@@ -176,10 +176,22 @@ class TrailModel(nn.Module):
                        torch.tensor([len(r) for r in rows]))
 
     # -- forward pieces -----------------------------------------------------------------------------------
-    def hidden_and_logits(self, batch: Encoded, want_logits: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-        output = self.lm(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True,
-                         use_cache=False, logits_to_keep=0 if want_logits else 1)
-        return output.hidden_states[-1], (output.logits if want_logits else None)
+    def hidden_states(self, batch: Encoded) -> torch.Tensor:
+        """The backbone's final (normalised) hidden states, (B, T, H), without the vocabulary projection."""
+        decoder = self.lm.get_base_model().model
+        return decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).last_hidden_state
+
+    def continuation_log_probs(self, hidden: torch.Tensor, batch: Encoded) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probability of every continuation token given what precedes it, and the row it belongs to.
+
+        The vocabulary projection (49k wide for SmolLM2) runs only at the positions that predict a continuation
+        token, not over the whole prompt: most of a sequence is prompt, and this is the costliest matmul."""
+        targets_mask = batch.continuation_mask[:, 1:].bool()
+        rows, positions = targets_mask.nonzero(as_tuple=True)
+        logits = self.lm.get_base_model().lm_head(hidden[rows, positions])
+        targets = batch.input_ids[rows, positions + 1]
+        log_probs = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        return log_probs, rows
 
     def score_from_hidden(self, hidden: torch.Tensor, batch: Encoded, signals: Sequence[TrendSignals]) -> torch.Tensor:
         """Predicted ``log1p(next count)`` per row, read at ``batch.score_index``."""
@@ -207,7 +219,7 @@ class TrailModel(nn.Module):
         for start in range(0, len(signals), batch_size):
             chunk = list(signals[start: start + batch_size])
             batch = self.encode([render_prompt(s) for s in chunk])
-            hidden, _ = self.hidden_and_logits(batch, want_logits=False)
+            hidden = self.hidden_states(batch)
             outputs.append(self.score_from_hidden(hidden, batch, chunk).float().numpy())
         return np.concatenate(outputs) if outputs else np.zeros(0, dtype=np.float32)
 

@@ -130,7 +130,7 @@ def loss_terms(model: TrailModel, texts: Sequence[TrainingText], weights: LossWe
         batch = model.encode(prompts, cues, positives)
     else:
         batch = model.encode(prompts)
-    hidden, logits = model.hidden_and_logits(batch, want_logits=needs_text)
+    hidden = model.hidden_states(batch)
     n = len(texts)
     scores = model.score_from_hidden(hidden[:n], _rows(batch, n), signals)
     terms: dict[str, torch.Tensor] = {}
@@ -138,17 +138,17 @@ def loss_terms(model: TrailModel, texts: Sequence[TrainingText], weights: LossWe
         terms["regression"] = score_regression_loss(scores, labels)
     if weights.pairwise > 0:
         terms["pairwise"] = pairwise_ranking_loss(scores, labels)
-    if weights.lm > 0:
-        assert logits is not None
-        terms["lm"] = explanation_lm_loss(logits[:n], batch.input_ids[:n], batch.continuation_mask[:n])
-    if weights.margin > 0:
-        assert logits is not None
-        likelihood = sequence_log_likelihood(logits, batch.input_ids, batch.continuation_mask)
-        terms["margin"] = likelihood_margin_loss(likelihood[:n], likelihood[n:], weights.margin_nats)
+    if weights.lm > 0 or weights.margin > 0:
+        token_log_probs, rows = model.continuation_log_probs(hidden, batch)
+        if weights.lm > 0:
+            terms["lm"] = explanation_lm_loss(token_log_probs[rows < n])
+        if weights.margin > 0:
+            likelihood = sequence_log_likelihood(token_log_probs, rows, 2 * n)
+            terms["margin"] = likelihood_margin_loss(likelihood[:n], likelihood[n:], weights.margin_nats)
     if weights.info_nce > 0:  # explanations encoded on their own, so the signals can't leak into them
         alone = model.encode([""] * (2 * n), None, positives + [explanation_target(t.counterfactual, eos)
                                                                   for t in texts])
-        text_hidden, _ = model.hidden_and_logits(alone, want_logits=False)
+        text_hidden = model.hidden_states(alone)
         text_vectors = model.text_embedding(text_hidden, alone)
         terms["info_nce"] = info_nce_loss(model.signal_embedding(hidden[:n], _rows(batch, n)), text_vectors[:n],
                                           text_vectors[n:], weights.temperature)
@@ -239,6 +239,7 @@ def train(model_config: TrailConfig, config: TrainConfig, train_examples: Sequen
                 break
         step_started = time.monotonic()
         rng = random.Random(config.seed * 1_000_003 + step)
+        torch.manual_seed(config.seed * 1_000_003 + step)  # dropout too: a resumed run repeats the same steps
         batch = batches[step % len(batches)]
         for group in optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])
