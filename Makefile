@@ -8,7 +8,7 @@ TRAIL := $(VENV)/bin/trail
 KAFKA_LIBS := .kafka/libs
 PYTEST_ARGS ?=
 
-.PHONY: help setup kafka-jars test test-fast kafka-up kafka-down triton-up triton-down worker bench-stream evaluate clean
+.PHONY: help setup kafka-jars test test-fast kafka-up kafka-down triton-up triton-down worker bench-stream train evaluate clean
 
 help:
 	@echo "make setup        create .venv (workers, training) and .venv-triton (Triton server), fetch Kafka jars"
@@ -18,7 +18,8 @@ help:
 	@echo "make triton-up / triton-down   a local Triton server on 127.0.0.1:8000/8001 serving triton_models/"
 	@echo "make worker       a Faust stream worker (settings from TRAIL_* env vars, see README)"
 	@echo "make bench-stream the stream benchmark: raw consumer vs the worker, window close, memory per item"
-	@echo "make evaluate     every forecaster on the same test windows of both datasets: reports/<dataset>/report.md"
+	@echo "make train        fine-tune TRAIL on DATASET (default online-retail), ~1 h on 2 CPU cores; ships it to models/DATASET"
+	@echo "make evaluate     every method (baselines, PARE, zero-shot LLM, TRAIL) on both datasets: reports/<dataset>/report.md"
 	@echo "make clean        remove environments, broker data and caches"
 
 setup: $(VENV)/.installed $(VENV_TRITON)/.installed $(KAFKA_LIBS)/.fetched
@@ -69,9 +70,22 @@ bench-stream: setup
 	$(PY) benchmarks/bench_stream.py
 	$(PY) benchmarks/bench_stream.py --batch 500
 
+DATASET ?= online-retail
+TRAIN_ARGS ?= --steps 200 --max-minutes 50
+RUN_DIR := .trail-data/runs/$(DATASET)
+MODEL_FILES := adapter heads.safetensors trail_config.json training_metadata.json loss_history.json
+
+# Training writes checkpoints to .trail-data/runs/DATASET (resumable: make train TRAIN_ARGS=--resume ...);
+# the final adapter + heads (a few MB, no base weights) are copied to models/DATASET, which the repo ships.
+train: setup
+	$(TRAIL) train $(DATASET) --out $(RUN_DIR) $(TRAIN_ARGS)
+	rm -rf models/$(DATASET) && mkdir -p models/$(DATASET)
+	cd $(RUN_DIR) && cp -r $(MODEL_FILES) $(CURDIR)/models/$(DATASET)/
+
+ABLATIONS = $(foreach a,$(wildcard models/$(1)-ablations/*),--ablation trail_$(notdir $(a))=$(a))
 evaluate: setup
-	$(TRAIL) evaluate online-retail
-	$(TRAIL) evaluate stackexchange
+	$(TRAIL) evaluate online-retail $(call ABLATIONS,online-retail)
+	$(TRAIL) evaluate stackexchange $(call ABLATIONS,stackexchange)
 
 clean: kafka-down triton-down
 	rm -rf $(VENV) $(VENV_TRITON) .kafka .triton .trail-data .pytest_cache .hypothesis build *.egg-info

@@ -13,7 +13,6 @@ import json
 import random
 import shlex
 import sys
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -24,7 +23,7 @@ from trail.windows import WindowSpec
 
 from .baselines import EMA, GradientBoosting, HoltWinters, LinearTrend, Markov, MostPop, RandomForecaster
 from .datasets import open_dataset
-from .evaluate import HEADLINE, MethodResult, evaluate, metrics_table, restrict, write_report
+from .evaluate import MethodResult, evaluate, metrics_table, restrict, write_report
 from .examples import Example, Split, build_examples, temporal_split
 from .explanation_eval import ExplainedItem, ExplanationResult, evaluate_explanations
 from .llm_forecasters import TrailForecaster, ZeroShotLLM, candidate_positions

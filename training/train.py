@@ -42,7 +42,7 @@ from .losses import (
     score_regression_loss,
     sequence_log_likelihood,
 )
-from .model import TrailConfig, TrailModel, explanation_target
+from .model import Encoded, TrailConfig, TrailModel, explanation_target
 
 __all__ = ["TrainConfig", "TrainingText", "candidate_pool", "make_batches", "loss_terms", "train"]
 
@@ -158,9 +158,8 @@ def loss_terms(model: TrailModel, texts: Sequence[TrainingText], weights: LossWe
     return terms
 
 
-def _rows(batch, n: int):  # noqa: ANN001, ANN202 - an Encoded restricted to its first n rows
-    from .model import Encoded
-
+def _rows(batch: Encoded, n: int) -> Encoded:
+    """The batch restricted to its first ``n`` rows (the faithful half when counterfactuals ride along)."""
     return Encoded(batch.input_ids[:n], batch.attention_mask[:n], batch.score_index[:n],
                    batch.continuation_mask[:n], batch.lengths[:n])
 
