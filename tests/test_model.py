@@ -153,3 +153,13 @@ def test_real_smollm2_loads_and_scores_one_prompt(examples: list[Example]) -> No
     counts = model.predict_counts([examples[0].signals])
     # an untrained score head starts at "next = this window" exactly
     assert counts[0] == pytest.approx(examples[0].signals.item.count, rel=1e-5)
+
+
+def test_scoring_graph_exports_to_onnx_with_the_same_scores(examples: list[Example], tmp_path: Path) -> None:
+    from training.export import export_scoring_graph, verify_scores
+
+    train(TINY, TrainConfig(steps=2, batch_size=4, per_window=8), examples, tmp_path / "run")
+    model = TrailModel.load(tmp_path / "run")
+    path = export_scoring_graph(model, [e.signals for e in examples[:3]], tmp_path / "score.onnx")
+    check = verify_scores(model, path, [e.signals for e in examples[:21]], batch_size=8)  # padded batches
+    assert check.passed and check.max_abs_diff <= 1e-3 and check.spearman > 0.99
