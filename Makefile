@@ -8,7 +8,7 @@ TRAIL := $(VENV)/bin/trail
 KAFKA_LIBS := .kafka/libs
 PYTEST_ARGS ?=
 
-.PHONY: help setup kafka-jars test test-fast kafka-up kafka-down triton-up triton-down worker bench-stream train evaluate clean
+.PHONY: help setup kafka-jars test test-fast kafka-up kafka-down triton-up triton-down worker bench-stream train evaluate export-onnx clean
 
 help:
 	@echo "make setup        create .venv (workers, training) and .venv-triton (Triton server), fetch Kafka jars"
@@ -19,6 +19,7 @@ help:
 	@echo "make worker       a Faust stream worker (settings from TRAIL_* env vars, see README)"
 	@echo "make bench-stream the stream benchmark: raw consumer vs the worker, window close, memory per item"
 	@echo "make train        fine-tune TRAIL on DATASET (default online-retail), ~1 h on 2 CPU cores; ships it to models/DATASET"
+	@echo "make export-onnx  export CHECKPOINT (default models/online-retail) as the next version in triton_models/trail"
 	@echo "make evaluate     every method (baselines, PARE, zero-shot LLM, TRAIL) on both datasets: reports/<dataset>/report.md"
 	@echo "make clean        remove environments, broker data and caches"
 
@@ -81,6 +82,11 @@ train: setup
 	$(TRAIL) train $(DATASET) --out $(RUN_DIR) $(TRAIN_ARGS)
 	rm -rf models/$(DATASET) && mkdir -p models/$(DATASET)
 	cd $(RUN_DIR) && cp -r $(MODEL_FILES) $(CURDIR)/models/$(DATASET)/
+
+CHECKPOINT ?= models/online-retail
+EXPORT_ARGS ?=
+export-onnx: setup
+	$(TRAIL) export $(CHECKPOINT) $(EXPORT_ARGS)
 
 ABLATIONS = $(foreach a,$(wildcard models/$(1)-ablations/*),--ablation trail_$(notdir $(a))=$(a))
 evaluate: setup

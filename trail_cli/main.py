@@ -63,4 +63,9 @@ def _expected(exc: Exception) -> bool:
         expected += (DatasetError,)
     except ImportError:
         pass
+    from serving.trail_onnx import VersionError
+
+    expected += (VersionError,)
+    if "training.export" in sys.modules:  # only loaded (with torch) by `trail export`
+        expected += (sys.modules["training.export"].ExportRejected,)
     return isinstance(exc, expected)

@@ -59,6 +59,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(run=_train)
 
+    export = commands.add_parser("export", help="export a TRAIL checkpoint to ONNX as the next Triton model version")
+    export.add_argument("checkpoint", nargs="?", type=Path, default=Path("models/online-retail"),
+                        help="checkpoint folder (default: the shipped models/online-retail)")
+    export.add_argument("--repository", type=Path, default=Path("triton_models"), help="Triton model repository")
+    export.add_argument("--model-name", default="trail")
+    export.add_argument("--keep", type=_positive_int, default=3, help="versions kept (older ones are removed)")
+    export.add_argument("--triton", metavar="URL",
+                        help="a running Triton's HTTP address (e.g. http://127.0.0.1:8000): load the new version")
+    export.set_defaults(run=_export)
+
 
 def _positive_int(text: str) -> int:
     try:
@@ -118,6 +128,26 @@ def _train(args: argparse.Namespace) -> int:
     _, summary = train(model_config, config, split.train, out, metadata, resume=args.resume)
     print(f"saved {out} after {summary['steps_completed']} steps ({summary['seconds_this_run']:.0f} s, "
           f"{summary['examples_per_second']} examples/s); losses {summary['final_losses']}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export import export_model
+
+    if not (args.checkpoint / "trail_config.json").exists():
+        raise FileNotFoundError(f"{args.checkpoint} is not a TRAIL checkpoint (no trail_config.json)")
+    print(f"exporting {args.checkpoint} into {args.repository}/{args.model_name} ...", file=sys.stderr)
+    result = export_model(args.checkpoint, args.repository, args.model_name, keep_versions=args.keep)
+    print(f"version {result.version} published at {result.folder} in {result.seconds:.0f} s: scores max |diff| "
+          f"{result.scores.max_abs_diff:.1e} (Spearman {result.scores.spearman:.4f}), greedy explanations "
+          f"{result.texts.identical}/{result.texts.items} identical to PyTorch")
+    if args.triton:
+        import urllib.request
+
+        request = urllib.request.Request(f"{args.triton.rstrip('/')}/v2/repository/models/{args.model_name}/load",
+                                         data=b"{}", method="POST")
+        with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310 - an operator-given URL
+            print(f"Triton at {args.triton} loaded {args.model_name} (HTTP {response.status})")
     return 0
 
 

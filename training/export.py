@@ -124,3 +124,155 @@ def verify_scores(model: TrailModel, path: Path, signals: Sequence[TrendSignals]
     difference = float(np.max(np.abs(reference - exported)))
     rho = spearman(exported, reference) if len(reference) > 1 else 1.0
     return ScoreCheck(difference, rho, difference <= tolerance, tolerance)
+
+
+# -- a whole version: scoring graph + generator + tokenizer + manifest, verified, published atomically ---------
+@dataclass(frozen=True)
+class TextCheck:
+    items: int
+    identical: int
+
+    @property
+    def passed(self) -> bool:
+        return self.identical == self.items
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    folder: Path
+    version: int
+    scores: ScoreCheck
+    texts: TextCheck
+    seconds: float
+
+
+class ExportRejected(RuntimeError):
+    """The exported graphs do not reproduce the checkpoint: nothing was published."""
+
+
+def verification_signals(n: int = 24, seed: int = 0) -> list[TrendSignals]:
+    """Deterministic, varied items (rising, falling, idle, large, uncategorised) to compare ONNX with PyTorch."""
+    import random
+
+    from trail.signals import ItemTrend, TrendConfig
+
+    rng = random.Random(seed)
+    config = TrendConfig()
+    signals = []
+    for index in range(n):
+        trend = ItemTrend(config, first_window=0)
+        scale = rng.choice([0, 1, 3, 10, 40, 200])
+        slope = rng.choice([-1.0, -0.3, 0.0, 0.4, 1.5])
+        window = None
+        for step in range(rng.randrange(1, 9)):
+            count = max(0.0, float(round(scale * (1 + slope * step / 4) + rng.gauss(0, 1 + scale / 10))))
+            window = trend.close(f"v{index}", step, count, distinct_users=int(count * 0.7))
+        assert window is not None
+        rank = rng.choice([None, 1, 2, 7, 30, 150])
+        previous = rng.choice([None, 1, 3, 9, 45]) if rank else None
+        category = rng.choice([None, "MUGS", "BAGS", "LIGHTS"])
+        signals.append(TrendSignals(window, rng.choice(["", "PARTY BUNTING", "WHITE HANGING HEART T-LIGHT HOLDER"
+                                                        " WITH A VERY LONG TITLE THAT GETS CUT"]),
+                                    category, rank, previous, float(rng.randrange(0, 300)),
+                                    float(rng.randrange(0, 300))))
+    return signals
+
+
+def _export_generator(model: TrailModel, work: Path) -> Path:
+    """optimum's exporter (text generation with past key values) over the merged model; returns the ONNX file."""
+    from optimum.exporters.onnx import main_export
+
+    merged_dir, onnx_dir = work / "merged", work / "generator"
+    merged = copy.deepcopy(model.lm).merge_and_unload()
+    merged.save_pretrained(str(merged_dir))
+    model.tokenizer.save_pretrained(str(merged_dir))
+    main_export(str(merged_dir), output=str(onnx_dir), task="text-generation-with-past", device="cpu")
+    if (onnx_dir / "model.onnx_data").exists():
+        raise ExportRejected("the generator needs external weight data (> 2 GB): not supported by this exporter")
+    return onnx_dir
+
+
+def export_model(checkpoint: Path, repository: Path, model_name: str = "trail", keep_versions: int = 3,
+                 verify_texts: int = 3, tolerance: float = 1e-3) -> ExportResult:
+    """Export ``checkpoint`` as the next version of ``model_name`` in the Triton ``repository``.
+
+    Built in a hidden folder next to the versions, verified (scores within ``tolerance`` of PyTorch; the first
+    ``verify_texts`` greedy explanations identical), then renamed into place; older versions beyond
+    ``keep_versions`` are removed. Raises :class:`ExportRejected` (and publishes nothing) when a check fails."""
+    import json
+    import os
+    import shutil
+    import tempfile
+    import time
+    from datetime import datetime, timezone
+
+    from serving.trail_onnx import GENERATOR_FILE, MANIFEST_FILE, SCORE_FILE, TOKENIZER_FILE, TrailOnnx
+    from serving.triton_repository import latest_version
+    from serving.triton_trail import TRAIL_INPUTS, TRAIL_OUTPUTS, backend_files
+    from serving.triton_repository import model_config_text
+    from trail.prompt import forecast_cue
+
+    started = time.monotonic()
+    checkpoint = Path(checkpoint)
+    model = TrailModel.load(checkpoint)
+    model_dir = Path(repository) / model_name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=model_dir))
+    try:
+        with tempfile.TemporaryDirectory(prefix="trail-export-") as scratch:
+            signals = verification_signals()
+            export_scoring_graph(model, signals[:4], staging / SCORE_FILE)
+            generator_dir = _export_generator(model, Path(scratch))
+            shutil.move(str(generator_dir / "model.onnx"), staging / GENERATOR_FILE)
+            shutil.copyfile(generator_dir / "tokenizer.json", staging / TOKENIZER_FILE)
+        for name, source in backend_files().items():
+            shutil.copyfile(source, staging / name)
+        metadata_path = checkpoint / "training_metadata.json"
+        training = json.loads(metadata_path.read_text()) if metadata_path.exists() else {}
+        files = {p.name: p.stat().st_size for p in staging.iterdir() if p.is_file()}
+        manifest = {
+            "model": model_name, "source_checkpoint": str(checkpoint.resolve()),
+            "backbone": model.config.backbone, "events_sha256": training.get("events_sha256"),
+            "dataset": training.get("dataset"), "window": training.get("window"),
+            "training": {k: training.get(k) for k in ("steps_completed", "examples_seen", "final_losses",
+                                                       "created_at", "command", "git_commit")},
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "limits": {"max_prompt_tokens": model.config.max_prompt_tokens,
+                       "max_new_tokens": model.config.max_explanation_tokens},
+            "eos_token_id": model.tokenizer.eos_token_id, "pad_token_id": model.tokenizer.pad_token_id,
+            "files": files,
+        }
+        (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        scores = verify_scores(model, staging / SCORE_FILE, signals, tolerance)
+        runtime = TrailOnnx(staging)
+        from trail.prompt import render_prompt as _render
+
+        sample = signals[:verify_texts]
+        predicted = np.expm1(model.predict_log_counts(sample)).clip(0)
+        reference = model.explain(sample, predicted)
+        exported = [runtime.explain(_render(s), forecast_cue(p)) for s, p in zip(sample, predicted)]
+        texts = TextCheck(len(sample), sum(a == b for a, b in zip(reference, exported)))
+        manifest["verification"] = {"max_abs_score_diff": scores.max_abs_diff, "spearman": scores.spearman,
+                                    "tolerance": tolerance, "identical_greedy_texts": f"{texts.identical}/{texts.items}"}
+        (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        if not scores.passed:
+            raise ExportRejected(f"ONNX scores differ from PyTorch by {scores.max_abs_diff:.2e} > {tolerance}")
+        if not texts.passed:
+            raise ExportRejected(f"greedy explanations differ: {texts.identical}/{texts.items} identical")
+        config_text = model_config_text(model_name, TRAIL_INPUTS, TRAIL_OUTPUTS, max_batch_size=64,
+                                        version_policy_latest=1)
+        config = model_dir / "config.pbtxt"
+        if not config.exists() or config.read_text() != config_text:
+            (model_dir / ".config.pbtxt.tmp").write_text(config_text)
+            os.replace(model_dir / ".config.pbtxt.tmp", config)
+        version = (latest_version(model_dir) or 0) + 1
+        final = model_dir / str(version)
+        staging.chmod(0o755)
+        os.rename(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    versions = sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+    for old in versions[:-keep_versions]:
+        shutil.rmtree(model_dir / str(old), ignore_errors=True)
+    return ExportResult(final, version, scores, texts, time.monotonic() - started)

@@ -1,0 +1,142 @@
+"""One exported TRAIL version, run with ONNX Runtime and nothing else: no torch, no transformers.
+
+A version folder (written by ``trail export``) holds ``score.onnx`` (backbone with merged LoRA + score head →
+``log1p`` of the next count), ``generator.onnx`` (the same merged backbone as a causal LM with past key values,
+for explanations), ``tokenizer.json`` and ``manifest.json``. This module is what both the worker's embedded
+backend and the Triton python-backend model run, so their answers are the same by construction; it needs only
+``onnxruntime``, ``tokenizers`` and ``numpy``.
+
+Inputs are text and numbers: the prompt of :func:`trail.prompt.render_prompt`, the features of
+:func:`trail.features.model_features`, ``log1p`` of the current count; for explanations the prompt and the
+forecast cue of :func:`trail.prompt.forecast_cue`. Segments are tokenised separately and concatenated, exactly as
+in training.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["SCORE_FILE", "GENERATOR_FILE", "TOKENIZER_FILE", "MANIFEST_FILE", "TrailOnnx", "VersionError"]
+
+SCORE_FILE = "score.onnx"
+GENERATOR_FILE = "generator.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+MANIFEST_FILE = "manifest.json"
+REQUIRED_FILES = (SCORE_FILE, GENERATOR_FILE, TOKENIZER_FILE, MANIFEST_FILE)
+
+
+class VersionError(RuntimeError):
+    """A version folder that cannot serve: files missing, unreadable, or a manifest that does not match."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_prompt_tokens: int = 160
+    max_cue_tokens: int = 16
+    max_new_tokens: int = 72
+
+
+def check_version_folder(folder: Path) -> dict:
+    """The manifest of a complete version folder; :class:`VersionError` naming what is wrong otherwise."""
+    missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
+    if missing:
+        raise VersionError(f"version folder {folder} is incomplete: missing {', '.join(missing)}")
+    try:
+        manifest = json.loads((folder / MANIFEST_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise VersionError(f"version folder {folder}: unreadable manifest ({exc})") from None
+    for name, size in manifest.get("files", {}).items():
+        actual = (folder / name).stat().st_size if (folder / name).exists() else -1
+        if actual != size:
+            raise VersionError(f"version folder {folder}: {name} is {actual} bytes, the manifest says {size}")
+    return manifest
+
+
+class TrailOnnx:
+    """Scores and explanations from one version folder."""
+
+    def __init__(self, folder: Path, threads: int | None = None, providers: Sequence[str] | None = None) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.folder = Path(folder)
+        self.manifest = check_version_folder(self.folder)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        available = ort.get_available_providers()
+        chosen = [p for p in (providers or ("CUDAExecutionProvider", "CPUExecutionProvider")) if p in available]
+        try:
+            self.scorer = ort.InferenceSession(str(self.folder / SCORE_FILE), options, providers=chosen)
+            self.generator = ort.InferenceSession(str(self.folder / GENERATOR_FILE), options, providers=chosen)
+            self.tokenizer = Tokenizer.from_file(str(self.folder / TOKENIZER_FILE))
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise VersionError(f"version folder {self.folder} cannot be loaded: {exc}") from None
+        limits = self.manifest.get("limits", {})
+        self.limits = Limits(**{k: v for k, v in limits.items() if k in Limits.__dataclass_fields__})
+        self.eos_id = int(self.manifest.get("eos_token_id", 2))
+        self.pad_id = int(self.manifest.get("pad_token_id", 2))
+        self._generator_inputs = {i.name: i for i in self.generator.get_inputs()}
+        self._generator_outputs = [o.name for o in self.generator.get_outputs()]
+        self._layers = sorted({int(n.split(".")[1]) for n in self._generator_inputs if n.startswith("past_key_values")})
+
+    @property
+    def providers(self) -> list[str]:
+        return self.scorer.get_providers()
+
+    def _ids(self, text: str, limit: int) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids[:limit]
+
+    # -- scoring ------------------------------------------------------------------------------------------
+    def score(self, prompts: Sequence[str], features: np.ndarray, current_log_count: np.ndarray) -> np.ndarray:
+        """Predicted ``log1p(next count)`` per prompt (one batch, right-padded)."""
+        rows = [self._ids(prompt, self.limits.max_prompt_tokens) for prompt in prompts]
+        width = max(len(row) for row in rows)
+        input_ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for index, row in enumerate(rows):
+            input_ids[index, : len(row)] = row
+            mask[index, : len(row)] = 1
+        return self.scorer.run(["log_count"], {
+            "input_ids": input_ids, "attention_mask": mask,
+            "features": np.asarray(features, dtype=np.float32),
+            "current_log_count": np.asarray(current_log_count, dtype=np.float32),
+        })[0]
+
+    # -- explanations -------------------------------------------------------------------------------------
+    def explain(self, prompt: str, cue: str, max_new_tokens: int | None = None) -> str:
+        """Greedy decoding with the key/value cache: the same tokens as PyTorch's ``generate`` (greedy)."""
+        ids = self._ids(prompt, self.limits.max_prompt_tokens) + self._ids(cue, self.limits.max_cue_tokens)
+        limit = max_new_tokens or self.limits.max_new_tokens
+        past = self._empty_past()
+        input_ids = np.array([ids], dtype=np.int64)
+        positions = np.arange(len(ids), dtype=np.int64)[None, :]
+        length = len(ids)
+        generated: list[int] = []
+        for _ in range(limit):
+            feeds = {"input_ids": input_ids, "attention_mask": np.ones((1, length), dtype=np.int64),
+                     "position_ids": positions, **past}
+            outputs = dict(zip(self._generator_outputs, self.generator.run(self._generator_outputs, feeds)))
+            next_id = int(np.argmax(outputs["logits"][0, -1]))
+            if next_id == self.eos_id:
+                break
+            generated.append(next_id)
+            past = {f"past_key_values.{layer}.{kind}": outputs[f"present.{layer}.{kind}"]
+                    for layer in self._layers for kind in ("key", "value")}
+            input_ids = np.array([[next_id]], dtype=np.int64)
+            positions = np.array([[length]], dtype=np.int64)
+            length += 1
+        return self.tokenizer.decode(generated, skip_special_tokens=True).strip()
+
+    def _empty_past(self) -> dict[str, np.ndarray]:
+        past = {}
+        for name, spec in self._generator_inputs.items():
+            if name.startswith("past_key_values"):
+                heads, head_dim = spec.shape[1], spec.shape[3]
+                past[name] = np.zeros((1, heads, 0, head_dim), dtype=np.float32)
+        return past

@@ -1,0 +1,29 @@
+"""The TRAIL model's interface on Triton: thin inputs (the prompt text, 22 features, the current log count, an
+optional forecast cue) and the python-backend files each version folder carries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trail.features import FEATURE_NAMES
+
+from .triton_repository import TensorSpec
+
+__all__ = ["TRAIL_INPUTS", "TRAIL_OUTPUTS", "backend_files"]
+
+TRAIL_INPUTS = (
+    TensorSpec("PROMPT", "bytes", (1,)),  # trail.prompt.render_prompt, UTF-8
+    TensorSpec("FEATURES", "float32", (len(FEATURE_NAMES),)),  # trail.features.model_features
+    TensorSpec("CURRENT_LOG_COUNT", "float32", (1,)),  # log1p(this window's count)
+    TensorSpec("CUE", "bytes", (1,)),  # trail.prompt.forecast_cue(predicted); empty: no explanation wanted
+)
+TRAIL_OUTPUTS = (
+    TensorSpec("LOG_COUNT", "float32", (1,)),  # predicted log1p(next window's count)
+    TensorSpec("EXPLANATION", "bytes", (1,)),  # greedy text after PROMPT + CUE; empty when CUE is empty
+)
+
+
+def backend_files() -> dict[str, Path]:
+    """File name in the version folder → source: the python-backend model and the ONNX runner it imports."""
+    here = Path(__file__).parent
+    return {"model.py": here / "triton_trail_model.py", "trail_onnx.py": here / "trail_onnx.py"}

@@ -1,0 +1,114 @@
+"""Export the tiny TRAIL model into a Triton repository; the embedded ONNX runtime, a real Triton server and PyTorch
+give the same scores and the same greedy explanations; broken versions are refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from localstack import LocalTriton
+from serving.trail_onnx import GENERATOR_FILE, TrailOnnx, VersionError
+from trail.features import model_features
+from trail.prompt import forecast_cue, render_prompt
+from training.export import ExportRejected, export_model, verification_signals
+from training.model import TrailModel
+from training.train import TrainConfig, train
+
+from .test_model import TINY, _examples
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("ckpt") / "tiny"
+    train(TINY, TrainConfig(steps=2, batch_size=4, per_window=8), _examples(), folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def exported(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repository = tmp_path_factory.mktemp("repo")
+    result = export_model(checkpoint, repository, model_name="trail_tiny")
+    assert result.version == 1 and result.scores.passed and result.texts.passed
+    return result.folder
+
+
+def _inputs(signals):
+    prompts = [render_prompt(s) for s in signals]
+    current = np.log1p(np.array([s.item.count for s in signals], dtype=np.float32))
+    return prompts, model_features(signals), current
+
+
+def test_embedded_onnx_matches_pytorch(checkpoint: Path, exported: Path) -> None:
+    model = TrailModel.load(checkpoint)
+    runtime = TrailOnnx(exported, threads=1)
+    signals = verification_signals()
+    prompts, features, current = _inputs(signals)
+    np.testing.assert_allclose(runtime.score(prompts, features, current), model.predict_log_counts(signals),
+                               atol=1e-3, rtol=0)
+    text = runtime.explain(prompts[0], forecast_cue(4.0), max_new_tokens=6)
+    assert text == model.explain([signals[0]], [4.0], max_new_tokens=6)[0]
+    manifest = json.loads((exported / "manifest.json").read_text())
+    assert manifest["verification"]["identical_greedy_texts"] == "3/3"
+    assert manifest["files"]["score.onnx"] == (exported / "score.onnx").stat().st_size
+
+
+def test_incomplete_or_corrupt_versions_are_refused(exported: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "7"
+    shutil.copytree(exported, broken)
+    (broken / GENERATOR_FILE).unlink()
+    with pytest.raises(VersionError, match="missing generator.onnx"):
+        TrailOnnx(broken)
+    corrupt = tmp_path / "8"
+    shutil.copytree(exported, corrupt)
+    (corrupt / "score.onnx").write_bytes(b"not an onnx file")
+    with pytest.raises(VersionError, match="score.onnx is 16 bytes"):
+        TrailOnnx(corrupt)
+
+
+def test_a_version_that_fails_verification_is_not_published(checkpoint: Path, tmp_path: Path) -> None:
+    repository = tmp_path / "repo"
+    with pytest.raises(ExportRejected, match="differ from PyTorch"):
+        export_model(checkpoint, repository, model_name="strict", tolerance=-1.0)  # nothing can pass
+    assert not [p for p in (repository / "strict").iterdir() if p.name != "config.pbtxt"]
+
+
+def test_retention_keeps_the_newest_versions(checkpoint: Path, tmp_path: Path) -> None:
+    repository = tmp_path / "repo"
+    for _ in range(3):
+        export_model(checkpoint, repository, model_name="kept", keep_versions=2, verify_texts=1)
+    assert sorted(p.name for p in (repository / "kept").iterdir()) == ["2", "3", "config.pbtxt"]
+
+
+@pytest.mark.triton
+def test_triton_serves_the_same_scores_and_explanations(checkpoint: Path, exported: Path, triton: LocalTriton,
+                                                        triton_repository: Path) -> None:
+    import tritonclient.grpc as grpcclient
+
+    shutil.copytree(exported.parent, triton_repository / "trail_tiny", dirs_exist_ok=True)
+    triton.load_model("trail_tiny")
+    assert triton.model_ready("trail_tiny", "1")
+    signals = verification_signals()[:6]
+    prompts, features, current = _inputs(signals)
+    cues = [forecast_cue(3.0)] + [""] * 5
+    client = grpcclient.InferenceServerClient(triton.grpc_url)
+    tensors = []
+    for name, array, dtype in (
+        ("PROMPT", np.array([p.encode() for p in prompts], dtype=object).reshape(-1, 1), "BYTES"),
+        ("FEATURES", features, "FP32"),
+        ("CURRENT_LOG_COUNT", current.reshape(-1, 1), "FP32"),
+        ("CUE", np.array([c.encode() for c in cues], dtype=object).reshape(-1, 1), "BYTES"),
+    ):
+        tensor = grpcclient.InferInput(name, list(array.shape), dtype)
+        tensor.set_data_from_numpy(array)
+        tensors.append(tensor)
+    result = client.infer("trail_tiny", tensors, client_timeout=60)
+    served = result.as_numpy("LOG_COUNT").reshape(-1)
+    texts = [t.decode() for t in result.as_numpy("EXPLANATION").reshape(-1)]
+    embedded = TrailOnnx(exported, threads=1)
+    np.testing.assert_allclose(served, embedded.score(prompts, features, current), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(served, TrailModel.load(checkpoint).predict_log_counts(signals), atol=1e-3, rtol=0)
+    assert texts[0] == embedded.explain(prompts[0], cues[0]) and texts[1:] == [""] * 5
