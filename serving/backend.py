@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, Sequence, runtime_checkable
 
 from trail.explain import Forecast
 from trail.signals import TrendSignals
 
-__all__ = ["Backend", "BackendUnavailable", "ModelInfo"]
+__all__ = ["Backend", "BackendUnavailable", "FallbackChain", "ModelInfo"]
 
 
 class BackendUnavailable(RuntimeError):
@@ -36,3 +36,30 @@ class Backend(Protocol):
     def explain(self, signals: Sequence[TrendSignals], forecasts: Sequence[Forecast]) -> list[str | None]:
         """One explanation per item (None: this backend does not write them; the composer will)."""
         ...
+
+
+@dataclass
+class FallbackChain:
+    """The first backend of ``backends`` that answers; its info names whoever scored last."""
+
+    backends: tuple[Backend, ...]
+    _last: Backend | None = field(default=None, init=False, repr=False)
+
+    @property
+    def info(self) -> ModelInfo:
+        return (self._last or self.backends[-1]).info
+
+    def score(self, signals: Sequence[TrendSignals]) -> list[Forecast]:
+        reasons = []
+        for backend in self.backends:
+            try:
+                forecasts = backend.score(signals)
+            except BackendUnavailable as exc:
+                reasons.append(str(exc))
+                continue
+            self._last = backend
+            return forecasts
+        raise BackendUnavailable("; ".join(reasons) or "no backend configured")
+
+    def explain(self, signals: Sequence[TrendSignals], forecasts: Sequence[Forecast]) -> list[str | None]:
+        return (self._last or self.backends[-1]).explain(signals, forecasts)

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import functools
 import json
 import logging
 import time
 import weakref
+from pathlib import Path
 from typing import Any, Callable
 
 import faust
@@ -33,8 +35,10 @@ from faust.streams import _current_event
 from faust.types import TP
 from faust.transport.producer import ProducerBuffer
 
-from serving.backend import Backend
+from serving.backend import Backend, FallbackChain
 from serving.baseline import BaselineBackend
+from serving.onnx_backend import OnnxBackend
+from serving.triton_backend import TritonBackend, parse_triton_url
 from trail.events import Interaction, InvalidEvent, parse_interactions, parse_item_meta
 from trail.signals import ItemTrend
 from trail.tracker import ItemRecord, OpenWindows, WindowStats, apply_event, close_partition_window
@@ -65,12 +69,25 @@ def partition_owner(partitions: int) -> Callable[[str], int]:
     return owner
 
 
-def load_backend(url: str) -> Backend:
-    """``baseline`` / ``baseline:ema`` / ``baseline:holt``; the model backends arrive with the deploy issue."""
+def load_backends(config: WorkerConfig) -> tuple[Backend, Backend]:
+    """The configured scorer and what replaces it when it is unavailable.
+
+    ``baseline`` / ``baseline:holt``: a baseline forecaster (its own fallback). ``onnx``: the newest exported TRAIL
+    version, embedded; falls back to the EMA baseline. ``triton://HOST:PORT``: TRAIL on a Triton server over gRPC;
+    falls back to the embedded model when the repository has a version, else to the baseline."""
+    url = config.backend_url
     kind, _, option = url.partition(":")
+    baseline = BaselineBackend()
+    repository = Path(config.model_repository)
     if kind == "baseline":
-        return BaselineBackend(method=option or "ema")  # type: ignore[arg-type]
-    raise ValueError(f"TRAIL_BACKEND={url!r} is not a known backend (baseline, baseline:holt)")
+        return BaselineBackend(method=option or "ema"), baseline  # type: ignore[arg-type]
+    if url == "onnx":
+        return OnnxBackend(repository, config.model_name), baseline
+    if kind == "triton":
+        triton = TritonBackend(parse_triton_url(url), config.model_name)
+        return triton, FallbackChain((OnnxBackend(repository, config.model_name), baseline))
+    raise ValueError(f"TRAIL_BACKEND={url!r} is not a known backend (baseline, baseline:holt, onnx, "
+                     "triton://HOST:PORT)")
 
 
 def _partition_count(config: WorkerConfig) -> int:
@@ -133,8 +150,8 @@ def build_app(config: WorkerConfig) -> faust.App:
     ProducerBuffer.max_messages = 10_000
     metrics = Metrics()
     owner_of = partition_owner(partitions)
-    backend = load_backend(config.backend_url)
-    fallback = BaselineBackend()
+    backend, fallback = load_backends(config)
+    scoring = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="trail-scoring")
 
     # In live mode each worker ticks its own partitions once a second through a co-partitioned internal topic, so
     # windows also close on the wall clock when a partition is idle (the tick runs in the partition's context).
@@ -350,7 +367,10 @@ def build_app(config: WorkerConfig) -> faust.App:
         async for payload in stream:
             merger.load_state(merger_state.get("merger"))
             report = PartitionReport.from_dict(payload)
-            for record in merger.add(report, backend, fallback):
+            # model calls take seconds: off the event loop, so ingestion and the web views keep going meanwhile
+            records = await asyncio.get_running_loop().run_in_executor(
+                scoring, merger.add, report, backend, fallback)
+            for record in records:
                 await trending.send(key=str(record["window"]["index"]).encode(), value=record)
                 latest.clear()
                 latest.update(record)

@@ -28,7 +28,9 @@ class WorkerConfig:
     data_dir: str = ".trail-data"  # TRAIL_DATA_DIR: RocksDB state of this worker
     web_port: int = 6066  # TRAIL_WEB_PORT
     web_host: str = "127.0.0.1"  # TRAIL_WEB_HOST: loopback unless you mean to expose it
-    backend_url: str = "baseline"  # TRAIL_BACKEND: baseline | baseline:holt (more arrive with the model)
+    backend_url: str = "baseline"  # TRAIL_BACKEND: baseline | baseline:holt | onnx | triton://HOST:GRPC_PORT
+    model_repository: str = "triton_models"  # TRAIL_MODEL_REPOSITORY: where `make export-onnx` publishes versions
+    model_name: str = "trail"  # TRAIL_MODEL_NAME
     partitions: int | None = None  # TRAIL_PARTITIONS: partitions of the interactions topic (default: ask Kafka)
     batch_size: int = 2000  # TRAIL_BATCH: events taken per batch (each item's record is written once per batch)
 
@@ -63,6 +65,8 @@ class WorkerConfig:
             web_port=int(env("TRAIL_WEB_PORT", str(defaults.web_port))),
             web_host=env("TRAIL_WEB_HOST", defaults.web_host),
             backend_url=env("TRAIL_BACKEND", defaults.backend_url),
+            model_repository=env("TRAIL_MODEL_REPOSITORY", defaults.model_repository),
+            model_name=env("TRAIL_MODEL_NAME", defaults.model_name),
             partitions=int(env("TRAIL_PARTITIONS")) if env("TRAIL_PARTITIONS") else None,
             batch_size=int(env("TRAIL_BATCH", str(defaults.batch_size))),
         )

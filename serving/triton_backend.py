@@ -1,0 +1,103 @@
+"""The Triton backend: the same TRAIL version folder served by a Triton Inference Server, over gRPC.
+
+Requests carry text and numbers only (prompt, features, current log count, forecast cue), so the worker needs
+no model files. Every call has a timeout; failures are retried a bounded number of times with exponential
+backoff, then raised as :class:`~serving.backend.BackendUnavailable` so the worker falls back (and flags it)
+without ever stopping ingestion. The version named in the output is the one Triton reports having served.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from trail.explain import Forecast
+from trail.prompt import forecast_cue
+from trail.signals import TrendSignals
+
+from .backend import BackendUnavailable, ModelInfo
+from .onnx_backend import forecasts_from_log_counts, score_inputs
+
+__all__ = ["TritonBackend", "parse_triton_url"]
+
+log = logging.getLogger(__name__)
+
+
+def parse_triton_url(url: str) -> str:
+    """``triton://host:port`` → ``host:port`` (gRPC)."""
+    if not url.startswith("triton://") or not url[len("triton://"):]:
+        raise ValueError(f"a Triton backend URL looks like triton://127.0.0.1:8001, got {url!r}")
+    return url[len("triton://"):].rstrip("/")
+
+
+@dataclass
+class TritonBackend:
+    address: str = "127.0.0.1:8001"
+    model_name: str = "trail"
+    timeout_s: float = 30.0
+    retries: int = 2
+    backoff_s: float = 0.5
+    batch_size: int = 32
+    _version: str = field(default="?", init=False)
+    _client: object | None = field(default=None, init=False, repr=False)
+
+    @property
+    def info(self) -> ModelInfo:
+        return ModelInfo(self.model_name, self._version, "triton")
+
+    def _grpc(self):  # noqa: ANN202 - tritonclient.grpc.InferenceServerClient
+        import tritonclient.grpc as grpcclient
+
+        if self._client is None:
+            self._client = grpcclient.InferenceServerClient(self.address)
+        return self._client
+
+    def _infer(self, prompts: Sequence[str], features: np.ndarray, current: np.ndarray,
+               cues: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+        import tritonclient.grpc as grpcclient
+
+        arrays = (
+            ("PROMPT", np.array([p.encode() for p in prompts], dtype=object).reshape(-1, 1), "BYTES"),
+            ("FEATURES", np.asarray(features, dtype=np.float32), "FP32"),
+            ("CURRENT_LOG_COUNT", np.asarray(current, dtype=np.float32).reshape(-1, 1), "FP32"),
+            ("CUE", np.array([c.encode() for c in cues], dtype=object).reshape(-1, 1), "BYTES"),
+        )
+        inputs = []
+        for name, array, dtype in arrays:
+            tensor = grpcclient.InferInput(name, list(array.shape), dtype)
+            tensor.set_data_from_numpy(array)
+            inputs.append(tensor)
+        delay = self.backoff_s
+        for attempt in range(self.retries + 1):
+            try:
+                result = self._grpc().infer(self.model_name, inputs, client_timeout=self.timeout_s)
+                self._version = result.get_response().model_version or self._version
+                texts = [t.decode() for t in result.as_numpy("EXPLANATION").reshape(-1)]
+                return result.as_numpy("LOG_COUNT").reshape(-1), texts
+            except Exception as exc:  # noqa: BLE001 - tritonclient raises InferenceServerException and gRPC errors
+                if attempt == self.retries:
+                    raise BackendUnavailable(f"Triton at {self.address} failed {attempt + 1} times: {exc}") from None
+                log.warning("Triton at %s: %s; retrying in %.1f s", self.address, exc, delay)
+                time.sleep(delay)
+                delay *= 2
+                self._client = None
+        raise AssertionError("unreachable")
+
+    def score(self, signals: Sequence[TrendSignals]) -> list[Forecast]:
+        out: list[Forecast] = []
+        for start in range(0, len(signals), self.batch_size):
+            prompts, features, current = score_inputs(signals[start: start + self.batch_size])
+            log_counts, _ = self._infer(prompts, features, current, [""] * len(prompts))
+            out.extend(forecasts_from_log_counts(log_counts))
+        return out
+
+    def explain(self, signals: Sequence[TrendSignals], forecasts: Sequence[Forecast]) -> list[str | None]:
+        if not signals:
+            return []
+        prompts, features, current = score_inputs(signals)
+        _, texts = self._infer(prompts, features, current, [forecast_cue(f.predicted_count) for f in forecasts])
+        return list(texts)
