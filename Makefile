@@ -8,7 +8,7 @@ TRAIL := $(VENV)/bin/trail
 KAFKA_LIBS := .kafka/libs
 PYTEST_ARGS ?=
 
-.PHONY: help setup kafka-jars test test-fast kafka-up kafka-down triton-up triton-down worker bench-stream train evaluate export-onnx clean
+.PHONY: help setup kafka-jars test test-fast kafka-up kafka-down triton-up triton-down worker bench-stream bench-serve train evaluate export-onnx clean
 
 help:
 	@echo "make setup        create .venv (workers, training) and .venv-triton (Triton server), fetch Kafka jars"
@@ -18,6 +18,7 @@ help:
 	@echo "make triton-up / triton-down   a local Triton server on 127.0.0.1:8000/8001 serving triton_models/"
 	@echo "make worker       a Faust stream worker (settings from TRAIL_* env vars, see README)"
 	@echo "make bench-stream the stream benchmark: raw consumer vs the worker, window close, memory per item"
+	@echo "make bench-serve  scoring/explanation speed: PyTorch vs ORT fp32 vs ORT int8 (outlier-aware) vs Triton"
 	@echo "make train        fine-tune TRAIL on DATASET (default online-retail), ~1 h on 2 CPU cores; ships it to models/DATASET"
 	@echo "make export-onnx  export CHECKPOINT (default models/online-retail) as the next version in triton_models/trail"
 	@echo "make evaluate     every method (baselines, PARE, zero-shot LLM, TRAIL) on both datasets: reports/<dataset>/report.md"
@@ -70,6 +71,9 @@ worker: setup
 bench-stream: setup
 	$(PY) benchmarks/bench_stream.py
 	$(PY) benchmarks/bench_stream.py --batch 500
+
+bench-serve: setup
+	$(PY) benchmarks/bench_serve.py
 
 DATASET ?= online-retail
 TRAIN_ARGS ?= --steps 200 --max-minutes 50

@@ -259,7 +259,7 @@ def export_model(checkpoint: Path, repository: Path, model_name: str = "trail", 
             raise ExportRejected(f"ONNX scores differ from PyTorch by {scores.max_abs_diff:.2e} > {tolerance}")
         if not texts.passed:
             raise ExportRejected(f"greedy explanations differ: {texts.identical}/{texts.items} identical")
-        config_text = model_config_text(model_name, TRAIL_INPUTS, TRAIL_OUTPUTS, max_batch_size=64,
+        config_text = model_config_text(model_name, TRAIL_INPUTS, TRAIL_OUTPUTS, max_batch_size=128,
                                         version_policy_latest=1)
         config = model_dir / "config.pbtxt"
         if not config.exists() or config.read_text() != config_text:

@@ -1,0 +1,155 @@
+"""``make bench-serve``: TRAIL's scoring and explanation speed, every serving path, the same prompts, one run.
+
+  - PyTorch fp32 eager (the checkpoint as trained: LoRA adapter unmerged) — the baseline;
+  - ONNX Runtime fp32 (the exported, merged scoring graph);
+  - ONNX Runtime int8, outlier-aware (``training.quantize``: down_proj kept fp32);
+  - Triton (python backend running the int8 graph) over gRPC.
+Scoring: items/s and p50/p95 latency per request at batch 1, 8, 32, 128; ranking agreement (Spearman) and max
+|diff| against PyTorch fp32. Explanations: greedy tokens/s, PyTorch ``generate`` vs the ONNX decoder loop.
+Writes ``reports/bench_serve.json``. Threads: ``--threads`` for torch, ORT and Triton alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from localstack import LocalTriton, free_port  # noqa: E402
+from serving.onnx_backend import score_inputs  # noqa: E402
+from serving.trail_onnx import MANIFEST_FILE, SCORE_FILE, TrailOnnx  # noqa: E402
+from serving.triton_backend import TritonBackend  # noqa: E402
+from trail.prompt import forecast_cue, render_prompt  # noqa: E402
+from training.export import export_model, verification_signals  # noqa: E402
+from training.metrics import spearman  # noqa: E402
+from training.model import TrailModel  # noqa: E402
+from training.quantize import quantize_scoring_graph  # noqa: E402
+
+BATCHES = (1, 8, 32, 128)
+
+
+def timed(run: Callable[[Sequence], np.ndarray], signals: Sequence, batch: int, budget_s: float) -> dict:
+    """Requests of ``batch`` items, cycling over ``signals``, until ``budget_s`` (at least 3 requests)."""
+    latencies: list[float] = []
+    started = time.perf_counter()
+    position = 0
+    while len(latencies) < 3 or time.perf_counter() - started < budget_s:
+        chunk = [signals[(position + i) % len(signals)] for i in range(batch)]
+        position += batch
+        t0 = time.perf_counter()
+        run(chunk)
+        latencies.append(time.perf_counter() - t0)
+    items = batch * len(latencies)
+    return {"items_per_s": round(items / sum(latencies), 2),
+            "p50_ms": round(1000 * statistics.median(latencies), 1),
+            "p95_ms": round(1000 * float(np.percentile(latencies, 95)), 1), "requests": len(latencies)}
+
+
+def variant_folder(version: Path, target: Path) -> Path:
+    """A copy of the exported version whose scoring graph is the int8 one (manifest sizes updated)."""
+    shutil.copytree(version, target)
+    kept = quantize_scoring_graph(version / SCORE_FILE, target / SCORE_FILE)
+    manifest = json.loads((target / MANIFEST_FILE).read_text())
+    manifest["files"][SCORE_FILE] = (target / SCORE_FILE).stat().st_size
+    manifest["score_precision"] = f"int8 dynamic, per-channel; fp32 kept for {len(kept)} MatMuls (down_proj, head)"
+    (target / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    return target
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, default=ROOT / "models" / "online-retail")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--budget", type=float, default=8.0, help="seconds per (path, batch) measurement")
+    parser.add_argument("--items", type=int, default=128)
+    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench_serve.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    signals = verification_signals(args.items, seed=1)
+    model = TrailModel.load(args.checkpoint)
+    work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    try:
+        started = time.perf_counter()
+        exported = export_model(args.checkpoint, work / "repo", "trail", verify_texts=1)
+        export_s = time.perf_counter() - started
+        int8_repo = work / "int8"
+        int8 = variant_folder(exported.folder, int8_repo / "trail" / "1")
+        shutil.copyfile(exported.folder.parent / "config.pbtxt", int8_repo / "trail" / "config.pbtxt")
+        fp32_runtime = TrailOnnx(exported.folder, threads=args.threads)
+        int8_runtime = TrailOnnx(int8, threads=args.threads)
+
+        def onnx_run(runtime: TrailOnnx) -> Callable[[Sequence], np.ndarray]:
+            return lambda chunk: runtime.score(*score_inputs(chunk))
+
+        paths: dict[str, Callable[[Sequence], np.ndarray]] = {
+            "pytorch_fp32": lambda chunk: model.predict_log_counts(chunk, batch_size=len(chunk)),
+            "ort_fp32": onnx_run(fp32_runtime),
+            "ort_int8_outlier_aware": onnx_run(int8_runtime),
+        }
+        os.environ["TRAIL_ORT_THREADS"] = str(args.threads)
+        triton = LocalTriton(model_repository=int8_repo, work_dir=work / "triton", http_port=free_port(),
+                             grpc_port=free_port(), metrics_port=free_port(), load_models=("trail",))
+        triton.start(timeout_s=180)
+        try:
+            client = TritonBackend(f"127.0.0.1:{triton.grpc_port}", "trail", batch_size=128)
+            paths["triton_int8"] = lambda chunk: np.array([f.score for f in client.score(chunk)])
+            reference = paths["pytorch_fp32"](signals)
+            results: dict[str, dict] = {}
+            for name, run in paths.items():
+                scores = np.concatenate([run(signals[i: i + 32]) for i in range(0, len(signals), 32)])
+                results[name] = {"spearman_vs_pytorch": round(spearman(scores, reference), 5),
+                                 "max_abs_diff_vs_pytorch": float(np.max(np.abs(scores - reference)))}
+                for batch in BATCHES:
+                    results[name][f"batch_{batch}"] = timed(run, signals, batch, args.budget)
+                    print(name, batch, results[name][f"batch_{batch}"], flush=True)
+        finally:
+            triton.stop()
+        sample = signals[:4]
+        predicted = np.expm1(model.predict_log_counts(sample)).clip(0)
+        t0 = time.perf_counter()
+        torch_texts = model.explain(sample, predicted)
+        torch_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        onnx_texts = [fp32_runtime.explain(render_prompt(s), forecast_cue(p)) for s, p in zip(sample, predicted)]
+        onnx_s = time.perf_counter() - t0
+        tokens = sum(len(model.tokenizer(t, add_special_tokens=False).input_ids) + 1 for t in torch_texts)
+        explanation = {"items": len(sample), "tokens": tokens,
+                       "pytorch_tokens_per_s": round(tokens / torch_s, 1), "ort_tokens_per_s": round(tokens / onnx_s, 1),
+                       "pytorch_ms_per_explanation": round(1000 * torch_s / len(sample)),
+                       "ort_ms_per_explanation": round(1000 * onnx_s / len(sample)),
+                       "identical_texts": sum(a == b for a, b in zip(torch_texts, onnx_texts))}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    base = results["pytorch_fp32"]
+    speedups = {name: {f"batch_{b}": round(r[f"batch_{b}"]["items_per_s"] / base[f"batch_{b}"]["items_per_s"], 2)
+                       for b in BATCHES} for name, r in results.items()}
+    triton_vs_ort = {f"batch_{b}": round(results["triton_int8"][f"batch_{b}"]["items_per_s"]
+                                         / results["ort_int8_outlier_aware"][f"batch_{b}"]["items_per_s"], 2)
+                     for b in BATCHES}
+    report = {"checkpoint": str(args.checkpoint), "threads": args.threads, "items": args.items,
+              "export_seconds": round(export_s, 1), "scoring": results, "speedup_vs_pytorch": speedups,
+              "triton_vs_embedded_int8": triton_vs_ort, "explanations": explanation,
+              "machine": f"{os.cpu_count()} CPU cores, no GPU"}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps({"speedup_vs_pytorch": speedups, "triton_vs_embedded_int8": triton_vs_ort,
+                      "agreement": {n: r["spearman_vs_pytorch"] for n, r in results.items()},
+                      "explanations": explanation}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

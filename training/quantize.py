@@ -1,0 +1,30 @@
+"""Outlier-aware int8 quantisation of the scoring graph for CPUs.
+
+Plain dynamic int8 over every MatMul ruins SmolLM2 (DESIGN.md: score Spearman 0.38): the activations entering each
+MLP's ``down_proj`` carry huge outliers (max ~2,370 vs a median ~0.15), and per-tensor dynamic activation scales
+crush everything else to zero. Those MatMuls stay fp32 here; every other linear layer (attention projections,
+gate/up) is quantised dynamically with per-channel weights. The score head stays fp32 too (tiny, and the last
+step before the number that ranks items).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["DEFAULT_FP32_MATMULS", "quantize_scoring_graph"]
+
+DEFAULT_FP32_MATMULS = ("down_proj", "head", "rotary_emb", "self_attn/MatMul")
+
+
+def quantize_scoring_graph(source: Path, target: Path, keep_fp32: Sequence[str] = DEFAULT_FP32_MATMULS) -> list[str]:
+    """Write the int8 graph to ``target``; returns the names of the MatMuls kept in fp32."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    graph = onnx.load(str(source), load_external_data=False).graph
+    excluded = [node.name for node in graph.node
+                if node.op_type in ("MatMul", "Gemm") and any(part in node.name for part in keep_fp32)]
+    quantize_dynamic(str(source), str(target), op_types_to_quantize=["MatMul"], per_channel=True,
+                     weight_type=QuantType.QInt8, nodes_to_exclude=excluded)
+    return excluded
