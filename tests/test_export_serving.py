@@ -112,3 +112,24 @@ def test_triton_serves_the_same_scores_and_explanations(checkpoint: Path, export
     np.testing.assert_allclose(served, embedded.score(prompts, features, current), atol=1e-5, rtol=0)
     np.testing.assert_allclose(served, TrailModel.load(checkpoint).predict_log_counts(signals), atol=1e-3, rtol=0)
     assert texts[0] == embedded.explain(prompts[0], cues[0]) and texts[1:] == [""] * 5
+
+
+SHIPPED = Path(__file__).resolve().parent.parent / "models" / "online-retail"
+
+
+@pytest.mark.slow
+@pytest.mark.triton
+def test_the_shipped_model_exports_and_serves_identically(tmp_path: Path, triton: LocalTriton,
+                                                           triton_repository: Path) -> None:
+    """The real SmolLM2 + shipped adapter: export verified (scores ≤ 1e-3, identical greedy texts), then Triton
+    and the embedded runtime give the same scores."""
+    from serving.triton_backend import TritonBackend
+
+    result = export_model(SHIPPED, tmp_path / "repo", model_name="trail_shipped", verify_texts=2)
+    assert result.scores.passed and result.texts.passed and result.scores.spearman > 0.999
+    shutil.copytree(result.folder.parent, triton_repository / "trail_shipped", dirs_exist_ok=True)
+    triton.load_model("trail_shipped")
+    signals = verification_signals()[:8]
+    served = [f.score for f in TritonBackend(triton.grpc_url, "trail_shipped").score(signals)]
+    embedded = TrailOnnx(result.folder).score(*_inputs(signals))
+    np.testing.assert_allclose(served, embedded, atol=1e-4, rtol=0)
