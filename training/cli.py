@@ -50,6 +50,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--candidates", type=_positive_int, default=200,
                        help="pre-ranked candidates per window the pool is drawn from, as the worker scores")
     train.add_argument("--lora-rank", type=_positive_int, default=8)
+    train.add_argument("--lora-targets", default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
+                       help="comma-separated module names that get LoRA adapters (default: every linear layer)")
+    train.add_argument("--learning-rate", type=float, default=1e-3, help="LoRA learning rate (head: 2e-3)")
     train.add_argument("--max-minutes", type=float, help="stop and save when the time budget is spent")
     train.add_argument("--checkpoint-every", type=_positive_int, default=50)
     train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
@@ -98,6 +101,9 @@ def _train(args: argparse.Namespace) -> int:
     from .model import TrailConfig
     from .train import TrainConfig, train
 
+    targets = tuple(t.strip() for t in args.lora_targets.split(",") if t.strip())
+    if not targets:
+        raise ValueError("--lora-targets needs at least one module name")
     if args.threads:
         torch.set_num_threads(args.threads)
     dataset = open_dataset(args.dataset, args.path, args.map)
@@ -110,9 +116,11 @@ def _train(args: argparse.Namespace) -> int:
         weights = LossWeights(**{**weights.__dict__, "info_nce": 0.0, "margin": 0.0})
     if args.no_explanation_loss:
         weights = LossWeights(**{**weights.__dict__, "lm": 0.0})
-    model_config = TrailConfig(backbone=args.backbone, lora_rank=args.lora_rank, lora_alpha=2 * args.lora_rank)
+    model_config = TrailConfig(backbone=args.backbone, lora_rank=args.lora_rank, lora_alpha=2 * args.lora_rank,
+                               lora_targets=targets)
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, per_window=args.per_window,
                          candidates=args.candidates, weights=weights, seed=args.seed, max_minutes=args.max_minutes,
+                         learning_rate=args.learning_rate,
                          checkpoint_every=args.checkpoint_every)
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()

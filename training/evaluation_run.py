@@ -92,6 +92,7 @@ def _explanation_section(results: Sequence[ExplanationResult], zero_shot_note: s
 
 
 def run_evaluation(args: argparse.Namespace, default_windows: dict[str, str]) -> int:
+    checkpoints = [] if args.no_llm else _trail_checkpoints(args)  # argument errors before the long replay
     dataset = open_dataset(args.dataset, args.path, args.map)
     window = args.window or default_windows.get(args.dataset, "7d")
     _log(f"replaying {dataset.name} through trail.signals ({window} windows)...")
@@ -99,7 +100,6 @@ def run_evaluation(args: argparse.Namespace, default_windows: dict[str, str]) ->
     split = temporal_split(examples)
     methods: list = [RandomForecaster(seed=args.seed), MostPop(), Markov(), EMA(), LinearTrend(), HoltWinters(),
                      GradientBoosting(seed=args.seed, threads=1), Pare(seed=args.seed)]
-    checkpoints = [] if args.no_llm else _trail_checkpoints(args)
     trails = [TrailForecaster(candidates=args.candidates, checkpoint=path, label=name) for name, path in checkpoints]
     _log(f"evaluating {len(methods) + len(trails)} methods on {len(split.test)} test examples...")
     results = evaluate(split, [*methods, *trails])

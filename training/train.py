@@ -58,7 +58,7 @@ class TrainConfig:
     batch_size: int = 8
     per_window: int = 96
     candidates: int = 200
-    learning_rate: float = 3e-4  # LoRA
+    learning_rate: float = 1e-3  # LoRA
     head_learning_rate: float = 2e-3  # score head and projections
     weight_decay: float = 0.0
     warmup_steps: int = 20

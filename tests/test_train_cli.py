@@ -1,0 +1,54 @@
+"""`trail train` and `trail export` as a user runs them: a tiny model trained on a CSV, checkpointed with its
+metadata, exported into a repository; bad arguments get one line."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from .conftest import run_trail
+
+HOUR = 3600
+
+
+def _csv(path: Path) -> Path:
+    rng = random.Random(3)
+    rows = ["sku,time,customer,name,cat"]
+    for hour in range(8):
+        for item in range(10):
+            for n in range(rng.randrange(0, 2 + item)):
+                rows.append(f"s{item},{1_700_000_000 + hour * HOUR + n * 7 + item},c{rng.randrange(30)},"
+                            f"ITEM {item},{'A' if item % 2 else 'B'}")
+    rows[1:] = sorted(rows[1:], key=lambda r: int(r.split(",")[1]))
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_train_then_export_a_tiny_model(tmp_path: Path) -> None:
+    data = _csv(tmp_path / "events.csv")
+    out = tmp_path / "run"
+    trained = run_trail("train", "csv", "--path", str(data), "--map", "item_id=sku,ts=time,user_id=customer,"
+                        "title=name,category=cat", "--window", "1h", "--backbone", "tiny", "--steps", "2",
+                        "--batch-size", "4", "--per-window", "8", "--out", str(out), "--threads", "1")
+    assert trained.returncode == 0, trained.stderr.decode()[-2000:]
+    metadata = json.loads((out / "training_metadata.json").read_text())
+    assert metadata["steps_completed"] == 2 and metadata["window"] == "1h" and len(metadata["events_sha256"]) == 64
+    assert metadata["command"].startswith("trail train csv")
+    exported = run_trail("export", str(out), "--repository", str(tmp_path / "repo"), "--model-name", "tiny")
+    assert exported.returncode == 0, exported.stderr.decode()[-2000:]
+    assert b"version 1 published" in exported.stdout
+    manifest = json.loads((tmp_path / "repo" / "tiny" / "1" / "manifest.json").read_text())
+    assert manifest["events_sha256"] == metadata["events_sha256"]
+
+
+def test_bad_training_and_export_arguments_get_one_line(tmp_path: Path) -> None:
+    for args, message in (
+        (["train", "online-retail", "--steps", "0"], b"expected a positive integer, got '0'"),
+        (["train", "online-retail", "--lora-targets", ","], b"--lora-targets needs at least one module name"),
+        (["export", str(tmp_path)], b"is not a TRAIL checkpoint"),
+        (["evaluate", "online-retail", "--ablation", "nope"], b"--ablation expects NAME=CHECKPOINT"),
+    ):
+        done = run_trail(*args)
+        assert done.returncode != 0 and message in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and b"Traceback" not in done.stderr
