@@ -110,6 +110,10 @@ def run_evaluation(args: argparse.Namespace, default_windows: dict[str, str]) ->
              f"`{digest[:16]}`. Ranking metrics are per window against the true next-window counts of every "
              "tracked item, averaged over test windows."]
     sections: list[str] = []
+    if args.no_llm:
+        notes.append("Made with `--no-llm`: TRAIL, its ablations and the zero-shot LLM are left out of this report.")
+    elif not trails:
+        notes.append(f"No TRAIL checkpoint for this dataset (models/{args.dataset} is absent): TRAIL is left out.")
     for forecaster in trails:
         metadata_path = forecaster.checkpoint / "training_metadata.json"
         metadata = json.loads(metadata_path.read_text()) if metadata_path.exists() else {}
