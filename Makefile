@@ -8,9 +8,11 @@ TRAIL := $(VENV)/bin/trail
 KAFKA_LIBS := .kafka/libs
 PYTEST_ARGS ?=
 
-.PHONY: help setup kafka-jars test test-fast kafka-up kafka-down triton-up triton-down worker bench-stream bench-serve train evaluate export-onnx clean
+.PHONY: help run setup kafka-jars test test-fast kafka-up kafka-down triton-up triton-down worker bench-stream bench-serve train evaluate export-onnx clean
 
 help:
+	@echo "make run          the product locally: Kafka, the model, a worker, Online Retail replayed, a live page (Ctrl-C stops)"
+	@echo "                  BACKEND=triton|baseline, DATASET=stackexchange, SPEED=20160 (event time x), RUN_ARGS='--limit 100000'"
 	@echo "make setup        create .venv (workers, training) and .venv-triton (Triton server), fetch Kafka jars"
 	@echo "make test         the whole test suite against a real Kafka broker and a real Triton server"
 	@echo "make test-fast    the suite without tests marked slow"
@@ -52,6 +54,12 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+BACKEND ?= onnx
+SPEED ?=
+RUN_ARGS ?=
+run: setup
+	$(TRAIL) run --backend $(BACKEND) --dataset $(DATASET) $(if $(SPEED),--speed $(SPEED)) $(RUN_ARGS)
 
 kafka-up: setup
 	$(TRAIL) kafka up

@@ -176,7 +176,9 @@ class LocalKafka:
         return path
 
     def _format(self, config: Path) -> None:
-        cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster = "-"
+        while cluster.startswith("-"):  # an id starting with "-" would be read as an option by kafka-storage
+            cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         result = subprocess.run(
             [self._java(), "-cp", f"{self.libs_dir}/*", "kafka.tools.StorageTool", "format",
              "-t", cluster, "-c", str(config), "--standalone"],

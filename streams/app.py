@@ -44,6 +44,7 @@ from trail.signals import ItemTrend
 from trail.tracker import ItemRecord, OpenWindows, WindowStats, apply_event, close_partition_window
 
 from .config import WorkerConfig
+from .logs import logging_config
 from .merge import PartitionReport, WindowMerger
 from .metrics import Metrics
 
@@ -144,6 +145,7 @@ def build_app(config: WorkerConfig) -> faust.App:
         consumer_max_fetch_size=16 * 1024 * 1024,
         table_cleanup_interval=3600.0,
         consumer_auto_offset_reset="earliest",
+        logging_config=logging_config(config.log_format),
     )
     # Table writes queue in Faust's producer buffer; at its default bound (100 messages) the stream stalls on
     # every flush ("producer buffer full"). A larger bound lets changelog writes batch up between commits.
@@ -167,7 +169,7 @@ def build_app(config: WorkerConfig) -> faust.App:
 
     state = app.Table("state", default=None, key_type=str, partitions=partitions)
     merger_state = app.Table("merger", default=None, key_type=str, partitions=1)
-    latest: dict[str, Any] = {}  # the last published record, for the web view (derived, rebuilt on publish)
+    page = (Path(__file__).with_name("page.html")).read_text(encoding="utf-8")
 
     clocks: dict[int, dict[str, Any]] = {}  # this process's view of each partition clock (the table is durable)
 
@@ -228,7 +230,7 @@ def build_app(config: WorkerConfig) -> faust.App:
 
     async def _ingest_partition(partition: int, events: list[faust.EventT]) -> None:
         clock = clock_of(partition)
-        before = (clock["closed"], clock["late"], clock["rejected"],
+        before = (clock["closed"], clock["late"], clock["rejected"], clock.get("items"),
                   None if clock["wm"] is None else config.window.index_of(clock["wm"]))
         touched: dict[str, OpenWindows] = {}
 
@@ -271,7 +273,20 @@ def build_app(config: WorkerConfig) -> faust.App:
                     key = f"o/{partition}/{interaction.item_id}"
                     windows = touched.get(key)
                     if windows is None:
-                        windows = touched[key] = OpenWindows.from_state(state.get(key))
+                        stored = state.get(key)
+                        if stored is None and not _tracked(partition, interaction.item_id):
+                            if clock.setdefault("items", 0) >= config.max_items:
+                                if fresh:
+                                    await _dead_letter(dlq, event, InvalidEvent(
+                                        "item_limit", f"partition {partition} already tracks {config.max_items} "
+                                        "items (TRAIL_MAX_ITEMS): events of new items are refused"),
+                                        index if len(results) > 1 else None)
+                                    metrics.rejected += 1
+                                    clock["rejected"] += 1
+                                    clock["off"] = max(position, clock["off"])
+                                continue
+                            clock["items"] += 1
+                        windows = touched[key] = OpenWindows.from_state(stored)
                     if apply_event(windows, interaction, window, position):
                         metrics.events += 1
                 clock["wm"] = interaction.ts_ms if clock["wm"] is None else max(clock["wm"], interaction.ts_ms)
@@ -284,10 +299,13 @@ def build_app(config: WorkerConfig) -> faust.App:
                     for closing in range(clock["closed"] + 1, closable + 1):
                         await _close(partition, closing, clock)
         flush_touched()
-        after = (clock["closed"], clock["late"], clock["rejected"],
+        after = (clock["closed"], clock["late"], clock["rejected"], clock.get("items"),
                  None if clock["wm"] is None else config.window.index_of(clock["wm"]))
         if after != before:  # the clock is written when it matters: a write per event would halve the speed
             state[f"c/{partition}"] = clock
+
+    def _tracked(partition: int, item_id: str) -> bool:
+        return item_id in trend_cache or f"t/{partition}/{item_id}" in state
 
     async def _tick(partition: int, clock: dict[str, Any], now_ms: int) -> None:
         """Live mode: the wall clock is a lower bound of event time; close what it says is over."""
@@ -338,6 +356,8 @@ def build_app(config: WorkerConfig) -> faust.App:
         await summaries.send(key=str(partition).encode(), value=report.to_dict())
         clock["closed"] = index
         clock["late"] = clock["rejected"] = 0
+        clock["items"] = len(result.windows)
+        metrics.items_tracked[partition] = len(result.windows)
         metrics.windows_closed += 1
         metrics.close_seconds.append(time.monotonic() - started)
         log.info("partition %d closed window %d: %d items, %.0f events in %.3f s", partition, index,
@@ -372,19 +392,30 @@ def build_app(config: WorkerConfig) -> faust.App:
                 scoring, merger.add, report, backend, fallback)
             for record in records:
                 await trending.send(key=str(record["window"]["index"]).encode(), value=record)
-                latest.clear()
-                latest.update(record)
+                merger_state["latest"] = record  # durable: the page shows it again after a restart
                 metrics.published += 1
+                metrics.fallbacks += bool(record["scorer"]["fallback"])
                 metrics.last_latency_ms = record["stats"]["latency_ms"]
             merger_state["merger"] = merger.to_state()
 
+    @app.timer(1.0)
+    async def sample_rates() -> None:
+        metrics.sample()
+
+    @app.page("/")
+    async def page_view(web: Any, request: Any) -> Any:
+        return web.html(page)
+
     @app.page("/trending")
     async def trending_view(web: Any, request: Any) -> Any:
-        return web.json(latest or {"window": None, "items": []})
+        """The last published record (the JSON behind the page); ``{"window": null, "items": []}`` before one."""
+        return web.json(merger_state.get("latest") or {"window": None, "items": []})
 
     @app.page("/health")
     async def health_view(web: Any, request: Any) -> Any:
-        return web.json({"status": "ok", "windows_published": metrics.published, "scorer": backend.info.name})
+        ready = app.tables.recovery.completed.is_set() and not app.rebalancing
+        return web.json({"status": "ok", "ready": ready, "windows_published": metrics.published,
+                         "scorer": backend.info.name, "events_per_second": round(metrics.events_per_second, 1)})
 
     @app.page("/metrics")
     async def metrics_view(web: Any, request: Any) -> Any:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
+from trail.arguments import positive_float, positive_int
 from trail.events import LIMITS, InvalidEvent, Interaction, parse_interaction, parse_item_meta, parse_ts
 
-from .kafka_io import Publisher, create_topics, pretty, read_topic
+from .kafka_io import Publisher, create_topics, message_count, pretty, read_topic
 from .replay import Pacer, replay
 from .settings import KafkaSettings, TopicNames
 
@@ -20,8 +23,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     topics = commands.add_parser("topics", help="manage TRAIL's Kafka topics")
     topic_verbs = topics.add_subparsers(dest="topics_verb", required=True, metavar="VERB")
     create = topic_verbs.add_parser("create", help="create interactions, items (compacted), trending and DLQ topics")
-    create.add_argument("--partitions", type=_positive_int, default=3, help="partitions of interactions and items")
-    create.add_argument("--replication-factor", type=_positive_int, default=1)
+    create.add_argument("--partitions", type=positive_int, default=3, help="partitions of interactions and items")
+    create.add_argument("--replication-factor", type=positive_int, default=1)
     create.set_defaults(run=_topics_create)
 
     produce = commands.add_parser("produce", help="publish events: JSON lines from stdin, or one from flags")
@@ -38,11 +41,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     replay_cmd.add_argument("dataset", help="online-retail | stackexchange | movielens | csv")
     replay_cmd.add_argument("--path", type=Path, help="dataset file or folder (default: the shared datasets)")
     replay_cmd.add_argument("--map", default="", help="csv only: FIELD=COLUMN,... (item_id and ts required)")
-    replay_cmd.add_argument("--limit", type=_positive_int, help="publish at most this many interactions")
-    replay_cmd.add_argument("--rate", type=_positive_float, help="at most this many events per second")
-    replay_cmd.add_argument("--speed", type=_positive_float, help="event time runs this many times faster than real time")
-    replay_cmd.add_argument("--batch", type=_positive_int, default=1,
+    replay_cmd.add_argument("--limit", type=positive_int, help="publish at most this many interactions")
+    replay_cmd.add_argument("--rate", type=positive_float, help="at most this many events per second")
+    replay_cmd.add_argument("--speed", type=positive_float, help="event time runs this many times faster than real time")
+    replay_cmd.add_argument("--batch", type=positive_int, default=1,
                             help="events per message (JSON arrays, grouped by partition; max 1000; default 1)")
+    replay_cmd.add_argument("--resume", action="store_true",
+                            help="skip the interactions the topic already holds (continue an interrupted replay; "
+                                 "one event per message)")
     replay_cmd.add_argument("--no-progress", action="store_true")
     replay_cmd.set_defaults(run=_replay)
 
@@ -50,7 +56,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     worker.add_argument("--window", help="window size, e.g. 7d, 1d, 6h (env TRAIL_WINDOW; default 7d)")
     worker.add_argument("--allowed-lateness", help="e.g. 1h (env TRAIL_ALLOWED_LATENESS; default 0s)")
     worker.add_argument("--backend", help="scorer (env TRAIL_BACKEND; default baseline)")
-    worker.add_argument("--web-port", type=_positive_int, help="web views port (env TRAIL_WEB_PORT; default 6066)")
+    worker.add_argument("--web-port", type=positive_int, help="web views port (env TRAIL_WEB_PORT; default 6066)")
     worker.add_argument("--data-dir", help="RocksDB state folder (env TRAIL_DATA_DIR; default .trail-data)")
     worker.add_argument("--live", action="store_true", help="also close windows on the wall clock (env TRAIL_LIVE=1)")
     worker.add_argument("--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"])
@@ -60,8 +66,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     tail.add_argument("topic", help="topic name or role (interactions, items, trending, dlq)")
     tail.add_argument("--raw", action="store_true", help="one raw value per line instead of pretty JSON")
     tail.add_argument("--latest", action="store_true", help="start at the end instead of the beginning")
-    tail.add_argument("--max", type=_positive_int, dest="max_records", help="stop after this many records")
-    tail.add_argument("--idle-timeout", type=_positive_float, help="stop when nothing arrives for this many seconds")
+    tail.add_argument("--max", type=positive_int, dest="max_records", help="stop after this many records")
+    tail.add_argument("--idle-timeout", type=positive_float, help="stop when nothing arrives for this many seconds")
     tail.set_defaults(run=_tail)
 
 
@@ -107,17 +113,28 @@ def _replay(args: argparse.Namespace) -> int:
 
     if args.batch > LIMITS.max_batch_events:
         raise ValueError(f"--batch {args.batch} is over the {LIMITS.max_batch_events} events a message may carry")
+    if args.resume and args.batch > 1:
+        raise ValueError("--resume counts the messages already in the topic: it needs one event per message (--batch 1)")
     dataset = open_dataset(args.dataset, args.path, args.map)
     topics = TopicNames.from_env()
+    settings = KafkaSettings.from_env()
+    skip = message_count(settings, topics.interactions) if args.resume else 0
+    if skip:
+        print(f"resuming: {topics.interactions} already holds {skip} interactions", file=sys.stderr)
     pacer = Pacer(rate=args.rate, speed=args.speed)
     bar = None
     if not args.no_progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=args.limit, unit="ev", desc=f"replay {dataset.name}", file=sys.stderr)
-    with Publisher(KafkaSettings.from_env()) as publisher:
+        bar = tqdm(total=args.limit, initial=min(skip, args.limit or skip), unit="ev", desc=f"replay {dataset.name}",
+                   file=sys.stderr)
+    stop = threading.Event()  # SIGTERM/SIGINT: stop after the current event, flush, report (a resume is exact)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    with Publisher(settings) as publisher:
         result = replay(dataset.items(), dataset.interactions(), publisher, topics, limit=args.limit, pacer=pacer,
-                        progress=bar.update if bar else (lambda n: None), batch=args.batch)
+                        progress=bar.update if bar else (lambda n: None), batch=args.batch, skip=skip,
+                        should_stop=stop.is_set, sleep=stop.wait)
     if bar:
         bar.close()
     span = ""
@@ -125,8 +142,9 @@ def _replay(args: argparse.Namespace) -> int:
         from trail.events import format_ts
 
         span = f", event time {format_ts(result.first_ts_ms)} → {format_ts(result.last_ts_ms or 0)}"
+    stopped = " (stopped early)" if stop.is_set() else ""
     print(f"published {result.items} items to {topics.items} and {result.interactions} interactions to "
-          f"{topics.interactions} in {result.seconds:.1f} s{span}")
+          f"{topics.interactions} in {result.seconds:.1f} s{span}{stopped}")
     return 0
 
 
@@ -153,24 +171,3 @@ def _tail(args: argparse.Namespace) -> int:
         count += 1
     print(f"{count} record(s) from {topic}", file=sys.stderr)
     return 0
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-

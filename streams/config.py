@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 from trail.signals import TrendConfig
 from trail.windows import WindowSpec, parse_duration
 
-from .settings import KafkaSettings, TopicNames
+from .settings import KafkaSettings, TopicNames, setting_reader
 
 __all__ = ["WorkerConfig"]
 
@@ -33,12 +32,18 @@ class WorkerConfig:
     model_name: str = "trail"  # TRAIL_MODEL_NAME
     partitions: int | None = None  # TRAIL_PARTITIONS: partitions of the interactions topic (default: ask Kafka)
     batch_size: int = 2000  # TRAIL_BATCH: events taken per batch (each item's record is written once per batch)
+    max_items: int = 1_000_000  # TRAIL_MAX_ITEMS: items tracked per partition; events of new items beyond go to the DLQ
+    log_format: str = "text"  # TRAIL_LOG_FORMAT: text | json (one JSON object per line, for log shippers)
 
     def __post_init__(self) -> None:
         if self.n_candidates < 1 or self.top_k < 1:
             raise ValueError("TRAIL_CANDIDATES and TRAIL_TOP_K must be >= 1")
         if self.top_k > self.n_candidates:
             raise ValueError(f"TRAIL_TOP_K ({self.top_k}) cannot exceed TRAIL_CANDIDATES ({self.n_candidates})")
+        if self.max_items < 1 or self.batch_size < 1:
+            raise ValueError("TRAIL_MAX_ITEMS and TRAIL_BATCH must be >= 1")
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"TRAIL_LOG_FORMAT must be text or json, got {self.log_format!r}")
 
     @property
     def summaries_topic(self) -> str:
@@ -46,7 +51,7 @@ class WorkerConfig:
 
     @classmethod
     def from_env(cls) -> "WorkerConfig":
-        env = os.environ.get
+        env = setting_reader()
         defaults = cls()
         return cls(
             app_id=env("TRAIL_APP_ID", defaults.app_id),
@@ -69,4 +74,6 @@ class WorkerConfig:
             model_name=env("TRAIL_MODEL_NAME", defaults.model_name),
             partitions=int(env("TRAIL_PARTITIONS")) if env("TRAIL_PARTITIONS") else None,
             batch_size=int(env("TRAIL_BATCH", str(defaults.batch_size))),
+            max_items=int(env("TRAIL_MAX_ITEMS", str(defaults.max_items))),
+            log_format=env("TRAIL_LOG_FORMAT", defaults.log_format),
         )

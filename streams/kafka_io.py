@@ -14,7 +14,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
 from .settings import KafkaSettings, TopicNames
 
-__all__ = ["KafkaUnavailable", "Publisher", "TopicRecord", "create_topics", "pretty", "read_topic"]
+__all__ = ["KafkaUnavailable", "Publisher", "TopicRecord", "create_topics", "message_count", "pretty", "read_topic"]
 
 
 class KafkaUnavailable(RuntimeError):
@@ -148,6 +148,20 @@ def read_topic(
                 last_seen = time.monotonic()
             elif idle_timeout_s is not None and time.monotonic() - last_seen > idle_timeout_s:
                 return
+    finally:
+        consumer.close()
+
+
+def message_count(settings: KafkaSettings, topic: str) -> int:
+    """Messages the topic holds now (end minus beginning offset, over its partitions); 0 if it does not exist."""
+    consumer = _connect(KafkaConsumer, settings, enable_auto_commit=False)
+    try:
+        ids = consumer.partitions_for_topic(topic)
+        if not ids:
+            return 0
+        partitions = [TopicPartition(topic, p) for p in ids]
+        ends, starts = consumer.end_offsets(partitions), consumer.beginning_offsets(partitions)
+        return sum(ends[tp] - starts[tp] for tp in partitions)
     finally:
         consumer.close()
 

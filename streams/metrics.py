@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
 from serving.backend import ModelInfo
 
 __all__ = ["Metrics"]
+
+RATE_WINDOW_S = 10.0  # events/s is averaged over this many seconds of samples
 
 
 @dataclass
@@ -20,20 +23,47 @@ class Metrics:
     fallbacks: int = 0
     last_latency_ms: float = 0.0
     close_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=100))
+    items_tracked: dict[int, int] = field(default_factory=dict)  # per partition, as of its last window close
+    started_at: float = field(default_factory=time.monotonic)
+    _samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=64))
+
+    def sample(self, now: float | None = None) -> None:
+        """Record the event counter (the worker calls this once a second) for :attr:`events_per_second`."""
+        now = time.monotonic() if now is None else now
+        self._samples.append((now, self.events))
+        while len(self._samples) > 2 and now - self._samples[0][0] > RATE_WINDOW_S:
+            self._samples.popleft()
+
+    @property
+    def events_per_second(self) -> float:
+        if len(self._samples) < 2:
+            return 0.0
+        (t0, n0), (t1, n1) = self._samples[0], self._samples[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
 
     def prometheus(self, model: ModelInfo) -> str:
         closes = list(self.close_seconds)
         lines = [
-            "# TYPE trail_events_total counter", f"trail_events_total {self.events}",
-            "# TYPE trail_dlq_total counter", f"trail_dlq_total {self.rejected}",
+            "# HELP trail_events_total valid interactions counted", "# TYPE trail_events_total counter",
+            f"trail_events_total {self.events}",
+            "# HELP trail_events_per_second events counted per second over the last 10 s",
+            "# TYPE trail_events_per_second gauge", f"trail_events_per_second {self.events_per_second:.3f}",
+            "# HELP trail_dlq_total events sent to the dead-letter topic", "# TYPE trail_dlq_total counter",
+            f"trail_dlq_total {self.rejected}",
+            "# HELP trail_late_events_total events for already closed windows (dropped, counted here)",
             "# TYPE trail_late_events_total counter", f"trail_late_events_total {self.late}",
             "# TYPE trail_partition_windows_closed_total counter",
             f"trail_partition_windows_closed_total {self.windows_closed}",
             "# TYPE trail_windows_published_total counter", f"trail_windows_published_total {self.published}",
+            "# HELP trail_fallback_total windows scored by the fallback because the configured model was unavailable",
             "# TYPE trail_fallback_total counter", f"trail_fallback_total {self.fallbacks}",
+            "# HELP trail_window_latency_ms first partition close to publication of the window (wall clock)",
             "# TYPE trail_window_latency_ms gauge", f"trail_window_latency_ms {self.last_latency_ms}",
             "# TYPE trail_window_close_seconds_max gauge",
             f"trail_window_close_seconds_max {max(closes) if closes else 0.0}",
+            "# TYPE trail_items_tracked gauge", f"trail_items_tracked {sum(self.items_tracked.values())}",
+            "# TYPE trail_uptime_seconds gauge", f"trail_uptime_seconds {time.monotonic() - self.started_at:.1f}",
+            "# HELP trail_model_info the scorer in use: model name, version and backend",
             "# TYPE trail_model_info gauge",
             f'trail_model_info{{name="{model.name}",version="{model.version}",backend="{model.backend}"}} 1',
         ]

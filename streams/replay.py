@@ -30,7 +30,7 @@ class Pacer:
             if value is not None and not value > 0:
                 raise ValueError(f"--{name} must be a positive number, got {value}")
 
-    def delays(self, events: Iterable[Interaction], sleep: Callable[[float], None] = time.sleep) -> Iterator[Interaction]:
+    def delays(self, events: Iterable[Interaction], sleep: Callable[[float], object] = time.sleep) -> Iterator[Interaction]:
         if self.rate is None and self.speed is None:
             yield from events
             return
@@ -68,10 +68,15 @@ def replay(
     pacer: Pacer = Pacer(),
     progress: Callable[[int], None] = lambda n: None,
     batch: int = 1,
+    skip: int = 0,
+    should_stop: Callable[[], bool] = lambda: False,
+    sleep: Callable[[float], object] = time.sleep,
 ) -> ReplayResult:
     """Publish every item (key = item_id) to the items topic, then up to ``limit`` interactions (key = item_id,
     so one item's events stay in order on one partition). With ``batch > 1`` interactions travel as JSON arrays
-    of up to ``batch`` events, grouped by the partition their item_id belongs to. Returns what was sent."""
+    of up to ``batch`` events, grouped by the partition their item_id belongs to. ``skip``: leave out the first
+    that many interactions (a resumed replay; the limit counts them). ``should_stop``: checked before each event;
+    when it turns true, what was sent is flushed and the replay ends early. Returns what was sent."""
     started = time.monotonic()
     item_count = 0
     for item in items:
@@ -88,7 +93,9 @@ def replay(
         publisher.send_to(topics.interactions, partition, b"[" + b",".join(pending.pop(partition)) + b"]")
         messages += 1
 
-    for event in pacer.delays(islice(interactions, limit)):
+    for event in pacer.delays(islice(interactions, skip, limit), sleep):
+        if should_stop():
+            break
         if batch > 1:
             partition = publisher.partition_of(topics.interactions, event.item_id)
             pending.setdefault(partition, []).append(event.to_json())

@@ -1,11 +1,47 @@
-"""Where the broker is and what the topics are called: one typed record, every field from an env var."""
+"""Where the broker is and what the topics are called: one typed record, every field from an env var.
+
+Every setting of TRAIL is an environment variable; ``TRAIL_CONFIG=path.toml`` names a file of the same names
+(``TRAIL_WINDOW = "1d"``, ``KAFKA_BOOTSTRAP_SERVERS = "broker:9092"``) that fills in what the environment does
+not set: the environment always wins, so one file can hold a deployment's settings and a shell can override one.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
+import tomllib
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
-__all__ = ["KafkaSettings", "TopicNames"]
+__all__ = ["KafkaSettings", "TopicNames", "setting_reader"]
+
+
+@functools.lru_cache(maxsize=8)
+def _config_file(path: str) -> dict[str, str]:
+    try:
+        with open(path, "rb") as handle:
+            values = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ValueError(f"TRAIL_CONFIG={path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"TRAIL_CONFIG={path}: not valid TOML ({exc})") from None
+    bad = [key for key, value in values.items() if isinstance(value, (dict, list))]
+    if bad:
+        raise ValueError(f"TRAIL_CONFIG={path}: settings are flat NAME = value pairs, not tables or lists: {bad}")
+    return {key.upper(): str(value).lower() if isinstance(value, bool) else str(value) for key, value in values.items()}
+
+
+def setting_reader() -> Callable[..., str | None]:
+    """``get(NAME, default)`` over the environment, then the ``TRAIL_CONFIG`` file, then the default."""
+    path = os.environ.get("TRAIL_CONFIG")
+    from_file = _config_file(str(Path(path).resolve())) if path else {}
+
+    def get(name: str, default: str | None = None) -> str | None:
+        value = os.environ.get(name)
+        return value if value is not None else from_file.get(name, default)
+
+    return get
 
 
 @dataclass(frozen=True)
@@ -20,7 +56,8 @@ class TopicNames:
     @classmethod
     def from_env(cls) -> "TopicNames":
         defaults = cls()
-        return cls(**{name: os.environ.get(f"TRAIL_TOPIC_{name.upper()}", getattr(defaults, name))
+        env = setting_reader()
+        return cls(**{name: env(f"TRAIL_TOPIC_{name.upper()}", getattr(defaults, name))
                       for name in ("interactions", "items", "trending", "dlq")})
 
     def resolve(self, name_or_role: str) -> str:
@@ -46,7 +83,7 @@ class KafkaSettings:
 
     @classmethod
     def from_env(cls) -> "KafkaSettings":
-        env = os.environ.get
+        env = setting_reader()
         return cls(
             bootstrap_servers=env("KAFKA_BOOTSTRAP_SERVERS", cls.bootstrap_servers),
             security_protocol=env("KAFKA_SECURITY_PROTOCOL", cls.security_protocol),

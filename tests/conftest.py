@@ -21,6 +21,7 @@ from localstack import LocalKafka, LocalTriton, free_port
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATASETS = Path(os.environ.get("TRAIL_DATASETS", PROJECT_ROOT.parent / "shared" / "datasets"))
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+SHIPPED = PROJECT_ROOT / "models" / "online-retail"
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,16 @@ def triton(tmp_path_factory: pytest.TempPathFactory, triton_repository: Path) ->
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def shipped_export(tmp_path_factory: pytest.TempPathFactory):
+    """The shipped adapter on SmolLM2, exported once per session as ``trail`` version 1 (int8 scoring graph, as
+    verified by the export itself): what `make export-onnx EXPORT_ARGS=--quantize` publishes."""
+    from training.export import export_model
+
+    return export_model(SHIPPED, tmp_path_factory.mktemp("shipped") / "repo", model_name="trail", verify_texts=2,
+                        quantize=True)
 
 
 @pytest.fixture(scope="session")

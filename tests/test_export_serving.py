@@ -114,22 +114,32 @@ def test_triton_serves_the_same_scores_and_explanations(checkpoint: Path, export
     assert texts[0] == embedded.explain(prompts[0], cues[0]) and texts[1:] == [""] * 5
 
 
-SHIPPED = Path(__file__).resolve().parent.parent / "models" / "online-retail"
 
 
 @pytest.mark.slow
 @pytest.mark.triton
-def test_the_shipped_model_exports_and_serves_identically(tmp_path: Path, triton: LocalTriton,
+def test_the_shipped_model_exports_and_serves_identically(shipped_export, triton: LocalTriton,
                                                            triton_repository: Path) -> None:
-    """The real SmolLM2 + shipped adapter: export verified (scores ≤ 1e-3, identical greedy texts), then Triton
-    and the embedded runtime give the same scores."""
+    """The real SmolLM2 + shipped adapter: export verified (fp32 scores ≤ 1e-3, identical greedy texts, the int8
+    scoring graph that ships ranks like PyTorch), then Triton and the embedded runtime give the same scores."""
     from serving.triton_backend import TritonBackend
 
-    result = export_model(SHIPPED, tmp_path / "repo", model_name="trail_shipped", verify_texts=2)
+    result = shipped_export
     assert result.scores.passed and result.texts.passed and result.scores.spearman > 0.999
-    shutil.copytree(result.folder.parent, triton_repository / "trail_shipped", dirs_exist_ok=True)
-    triton.load_model("trail_shipped")
+    assert result.int8 is not None and result.int8.spearman >= 0.99
+    manifest = json.loads((result.folder / "manifest.json").read_text())
+    assert manifest["score_precision"].startswith("int8") and manifest["verification"]["int8"]["spearman"] >= 0.99
+    shutil.copytree(result.folder.parent, triton_repository / "trail", dirs_exist_ok=True)
+    triton.load_model("trail")
     signals = verification_signals()[:8]
-    served = [f.score for f in TritonBackend(triton.grpc_url, "trail_shipped").score(signals)]
+    served = [f.score for f in TritonBackend(triton.grpc_url, "trail").score(signals)]
     embedded = TrailOnnx(result.folder).score(*_inputs(signals))
     np.testing.assert_allclose(served, embedded, atol=1e-4, rtol=0)
+
+
+def test_an_int8_graph_that_ranks_differently_is_not_published(checkpoint: Path, tmp_path: Path) -> None:
+    repository = tmp_path / "repo"
+    with pytest.raises(ExportRejected, match="int8 scores rank"):
+        export_model(checkpoint, repository, model_name="int8", verify_texts=1, quantize=True,
+                     min_int8_spearman=1.01)  # no Spearman can reach it
+    assert not [p for p in (repository / "int8").iterdir() if p.name != "config.pbtxt"]

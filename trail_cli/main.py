@@ -52,11 +52,12 @@ def _expected(exc: Exception) -> bool:
     from kafka.errors import KafkaError
 
     from localstack import KafkaStartError, TritonStartError
+    from localstack.run import RunError
     from streams.kafka_io import KafkaUnavailable
     from trail.events import InvalidEvent
 
     expected: tuple[type[BaseException], ...] = (InvalidEvent, KafkaError, KafkaUnavailable, KafkaStartError,
-                                                 TritonStartError, FileNotFoundError, PermissionError, ValueError)
+                                                 TritonStartError, RunError, FileNotFoundError, PermissionError, ValueError)
     try:
         from training.datasets import DatasetError
 
