@@ -264,6 +264,7 @@ def run_until_stopped(run: LocalRun) -> int:
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave children behind
         stopped = run.stop()
-        run._say(f"\nstopped {', '.join(stopped) or 'nothing'} after {time.monotonic() - began:.0f} s; "
-                 f"{run.published} list(s) shown. State kept: the next `make run` continues.")
+        if stopped:
+            run._say(f"\nstopped {', '.join(stopped)} after {time.monotonic() - began:.0f} s; "
+                     f"{run.published} list(s) shown. State kept: the next `make run` continues.")
     return 0

@@ -159,6 +159,32 @@ def test_bad_input_goes_to_the_dlq_and_every_valid_event_counts(kafka: KafkaEndp
         worker.stop()
 
 
+def test_new_items_beyond_the_item_limit_go_to_the_dlq(kafka: KafkaEndpoint, tmp_path: Path) -> None:
+    """A flood of distinct item ids cannot grow a partition's state past TRAIL_MAX_ITEMS; known items still count."""
+    env = _prepare(kafka, "cap", partitions=1)
+    env.update(TRAIL_WINDOW="1h", TRAIL_MAX_ITEMS="5", TRAIL_CANDIDATES="5", TRAIL_TOP_K="3")
+    worker = Worker(env, tmp_path / "state", tmp_path / "worker.log").start()
+    # hour 0: items i0..i4 (at the cap), then i5..i9 (refused), then i0 again; hour 1: one event closes hour 0
+    items = [f"i{n}" for n in range(10)] + ["i0"]
+    events = [{"item_id": item, "ts": 1704067200 + n * 60} for n, item in enumerate(items)]
+    events.append({"item_id": "i1", "ts": 1704067200 + 3600})
+    try:
+        with Publisher(KafkaSettings(kafka.bootstrap_servers)) as publisher:
+            for event in events:
+                publisher.send("cap-interactions", event["item_id"], json.dumps(event).encode())
+            publisher.flush()
+        windows = read_windows(kafka.bootstrap_servers, "cap-trending", 1, workers=(worker,))
+        dead = [json.loads(r.value) for r in read_topic(KafkaSettings(kafka.bootstrap_servers), "cap-dlq",
+                                                        idle_timeout_s=3)]
+        assert sorted(json.loads(d["original_text"])["item_id"] for d in dead) == [f"i{n}" for n in range(5, 10)]
+        assert {d["reason"] for d in dead} == {"item_limit"}
+        (window,) = windows.values()
+        assert window["stats"]["events_counted"] == 6.0 and window["stats"]["items_tracked"] == 5
+        assert window["items"][0]["item_id"] == "i0"  # two events
+    finally:
+        worker.stop()
+
+
 def test_live_mode_closes_idle_windows_on_the_wall_clock(kafka: KafkaEndpoint, tmp_path: Path) -> None:
     import time
 
