@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make run          the product locally: Kafka, the model, a worker, Online Retail replayed, a live page (Ctrl-C stops)"
-	@echo "                  BACKEND=triton|baseline, DATASET=stackexchange, SPEED=20160 (event time x), WEB_PORT=6066, RUN_ARGS='--limit 100000'"
+	@echo "                  BACKEND=triton|baseline, DATASET=stackexchange, SPEED=10080 (event time x), WEB_PORT=6066, RUN_ARGS='--limit 100000'"
 	@echo "make setup        create .venv (workers, training) and .venv-triton (Triton server), fetch Kafka jars"
 	@echo "make test         the whole test suite against a real Kafka broker and a real Triton server"
 	@echo "make test-fast    the suite without tests marked slow"

@@ -43,7 +43,7 @@ def local_triton() -> LocalTriton:
     )
 
 
-SECONDS_PER_WINDOW = 30.0  # make run's pace: the shipped model scores and explains a window in ~10-20 s on 2 cores
+SECONDS_PER_WINDOW = 60.0  # make run's pace: the shipped model scores 40 items and explains 10 in ~40-80 s on 2 cores
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -62,7 +62,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--path", type=Path, help="dataset file or folder (default: the shared datasets)")
     run.add_argument("--speed", type=positive_float,
                      help="event time runs this many times faster than real time (default: one window in "
-                          f"{SECONDS_PER_WINDOW:.0f} s, 20160 for weekly windows)")
+                          f"{SECONDS_PER_WINDOW:.0f} s: 10080 for weekly windows)")
     run.add_argument("--limit", type=positive_int, help="replay at most this many interactions")
     run.add_argument("--backend", choices=["onnx", "triton", "baseline"], default=defaults.backend,
                      help="embedded ONNX Runtime (default), a local Triton server, or the EMA baseline")

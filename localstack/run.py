@@ -41,7 +41,7 @@ class RunError(RuntimeError):
 class RunOptions:
     dataset: str = "online-retail"
     dataset_path: Path | None = None
-    speed: float = 20_000.0  # event time runs this much faster than the wall clock: a week in ~30 s
+    speed: float = 10_080.0  # event time runs this much faster than the wall clock: a week a minute
     limit: int | None = None  # interactions replayed at most (all by default)
     backend: str = "onnx"  # onnx | triton | baseline
     checkpoint: Path = PROJECT_ROOT / "models" / "online-retail"
