@@ -8,7 +8,7 @@ TRAIL := $(VENV)/bin/trail
 KAFKA_LIBS := .kafka/libs
 PYTEST_ARGS ?=
 
-.PHONY: help run setup kafka-jars test test-fast kafka-up kafka-down triton-up triton-down worker bench-stream bench-serve train evaluate export-onnx clean
+.PHONY: help run perf-analyzer-tool bench-perf-analyzer setup kafka-jars test test-fast kafka-up kafka-down triton-up triton-down worker bench-stream bench-serve train evaluate export-onnx clean
 
 help:
 	@echo "make run          the product locally: Kafka, the model, a worker, Online Retail replayed, a live page (Ctrl-C stops)"
@@ -21,6 +21,7 @@ help:
 	@echo "make worker       a Faust stream worker (settings from TRAIL_* env vars, see README)"
 	@echo "make bench-stream the stream benchmark: raw consumer vs the worker, window close, memory per item"
 	@echo "make bench-serve  scoring/explanation speed: PyTorch vs ORT fp32 vs ORT int8 (outlier-aware) vs Triton"
+	@echo "make bench-perf-analyzer  Triton's perf_analyzer against triton_models/trail (tool fetched into .perf/)"
 	@echo "make train        fine-tune TRAIL on DATASET (default online-retail), ~1 h on 2 CPU cores; ships it to models/DATASET"
 	@echo "make export-onnx  export CHECKPOINT (default models/online-retail) as the next version in triton_models/trail"
 	@echo "make evaluate     every method (baselines, PARE, zero-shot LLM, TRAIL) on both datasets: reports/<dataset>/report.md"
@@ -83,6 +84,24 @@ bench-stream: setup
 bench-serve: setup
 	$(PY) benchmarks/bench_serve.py
 
+# Triton's perf_analyzer: the last tritonclient wheel that bundles it, plus the CUDA runtime library it links
+# (unused on a CPU machine) and libb64 from Debian.
+perf-analyzer-tool: .perf/bin/perf_analyzer
+.perf/bin/perf_analyzer: | $(VENV)/.installed
+	@ldconfig -p | grep -q libb64.so.0d || { echo "perf_analyzer needs libb64: apt-get install libb64-0d"; exit 1; }
+	rm -rf .perf && mkdir -p .perf/wheels .perf/bin .perf/lib
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --platform manylinux1_x86_64 -d .perf/wheels tritonclient==2.41.0
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --platform manylinux2014_x86_64 -d .perf/wheels nvidia-cuda-runtime-cu12==12.9.79
+	cd .perf && $(CURDIR)/$(PY) -c "import zipfile, glob, shutil; \
+	  z = zipfile.ZipFile(glob.glob('wheels/tritonclient-*.whl')[0]); \
+	  open('bin/perf_analyzer', 'wb').write(z.read('tritonclient-2.41.0.data/data/bin/perf_analyzer')); \
+	  c = zipfile.ZipFile(glob.glob('wheels/nvidia_cuda_runtime_cu12-*.whl')[0]); \
+	  open('lib/libcudart.so.12', 'wb').write(c.read('nvidia/cuda_runtime/lib/libcudart.so.12'))"
+	chmod +x .perf/bin/perf_analyzer
+
+bench-perf-analyzer: setup perf-analyzer-tool
+	$(PY) benchmarks/perf_analyzer.py
+
 DATASET ?= online-retail
 TRAIN_ARGS ?= --steps 200 --max-minutes 50
 RUN_DIR := .trail-data/runs/$(DATASET)
@@ -106,5 +125,5 @@ evaluate: setup
 	$(TRAIL) evaluate stackexchange $(call ABLATIONS,stackexchange)
 
 clean: kafka-down triton-down
-	rm -rf $(VENV) $(VENV_TRITON) .kafka .triton .trail-data .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) $(VENV_TRITON) .kafka .triton .perf .trail-data .pytest_cache .hypothesis build *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
