@@ -50,7 +50,8 @@ def main() -> int:
     parser.add_argument("--model", default="trail")
     parser.add_argument("--batches", default="1,8,32")
     parser.add_argument("--items", type=int, default=24, help="distinct prompts in the input data")
-    parser.add_argument("--interval-ms", type=int, default=15000, help="perf_analyzer measurement window")
+    parser.add_argument("--items-per-window", type=int, default=64,
+                        help="items per measurement window (requests = this / batch, at least 4)")
     args = parser.parse_args()
     binary = PERF / "bin" / "perf_analyzer"
     if not binary.exists():
@@ -73,7 +74,9 @@ def main() -> int:
                 report = work / f"batch{batch}.csv"
                 command = [str(binary), "-m", args.model, "-i", "grpc", "-u", triton.grpc_url, "-b", str(batch),
                            "--input-data", str(data), "--concurrency-range", "1:1",
-                           "--measurement-interval", str(args.interval_ms), "--measurement-mode", "time_windows",
+                           # windows of a fixed request count: a batch of 32 takes seconds on a CPU
+                           "--measurement-mode", "count_windows",
+                           "--measurement-request-count", str(max(4, args.items_per_window // batch)),
                            "--stability-percentage", "25", "--max-trials", "6",
                            "-f", str(report)]
                 run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
