@@ -42,6 +42,7 @@ def make_signals(
     previous_rank: int | None = None,
     category_count: float = 0.0,
     category_previous_count: float = 0.0,
+    category: str | None = "toys",
 ) -> TrendSignals:
     """The signals of an item first seen at window 0 whose counts since are ``history`` (oldest first).
 
@@ -85,7 +86,7 @@ def make_signals(
         idle_windows=_trailing_zeros(counts),
     )
     return TrendSignals(
-        item=window, title=f"title of {item_id}", category="toys", rank=rank, previous_rank=previous_rank,
+        item=window, title=f"title of {item_id}", category=category, rank=rank, previous_rank=previous_rank,
         category_count=category_count, category_previous_count=category_previous_count,
     )
 

@@ -3,49 +3,20 @@
 from __future__ import annotations
 
 import hashlib
-import math
-from typing import Sequence
 
 import numpy as np
 import pytest
 import torch
 from scipy.stats import spearmanr
 
-from trail.signals import ItemWindow, TrendConfig, TrendSignals
+from trail.signals import TrendConfig, TrendSignals
 from training.baselines import Forecaster
 from training.pare import MODULE_NAMES, Pare, age_buckets, category_buckets, window_batches
 
+from .test_baselines import make_signals
+
 CONFIG = TrendConfig()
 WINDOWS = 6
-
-
-def make_signals(history: Sequence[float], *, item_id: str, category: str | None, rank: int | None) -> TrendSignals:
-    """The signals of an item first seen at window 0 whose counts since are ``history`` (oldest first), every
-    field following :meth:`trail.signals.ItemTrend.close` with the default config (as in ``test_baselines``)."""
-    counts = [float(x) for x in history]
-    fast = slow = counts[0]
-    slow_square = counts[0] ** 2
-    slow_mean_before = slow_std_before = 0.0
-    for position, count in enumerate(counts):
-        if position > 0:
-            slow_mean_before = slow
-            slow_std_before = math.sqrt(max(slow_square - slow**2, 0.0))
-            fast += CONFIG.fast_fading * (count - fast)
-            slow += CONFIG.slow_fading * (count - slow)
-            slow_square += CONFIG.slow_fading * (count**2 - slow_square)
-    count = counts[-1]
-    previous = counts[-2] if len(counts) > 1 else 0.0
-    level_before = float(np.mean(counts[:-1])) if len(counts) > 1 else 0.0
-    window = ItemWindow(
-        item_id=item_id, window_index=len(counts) - 1, count=count, history=tuple(counts[-CONFIG.history_length:]),
-        previous_count=previous, velocity=count, acceleration=count - previous, ewm_fast=fast, ewm_slow=slow,
-        momentum=fast / slow if slow > 0 else 1.0,
-        zscore=(count - slow_mean_before) / slow_std_before if slow_std_before > 1e-12 else 0.0,
-        long_term_mean=level_before, level_ratio=(count + 1.0) / (level_before + 1.0), distinct_users=int(count),
-        age_windows=len(counts) - 1, forecast=count, idle_windows=0,
-    )
-    return TrendSignals(item=window, title=f"title of {item_id}", category=category, rank=rank, previous_rank=None,
-                        category_count=0.0, category_previous_count=0.0)
 
 
 def doubling_world(items: int, seed: int, prefix: str) -> list[tuple[TrendSignals, float]]:
