@@ -140,11 +140,12 @@ def run_env(tmp_path_factory: pytest.TempPathFactory, shipped_export) -> dict[st
             "TRAIL_RUN_MARKER": str(root), "TRAIL_ROOT": str(root)}
 
 
-def _args(env: dict[str, str], web_port: int, max_windows: int) -> list[str]:
+def _args(env: dict[str, str], web_port: int, max_windows: int | None = None) -> list[str]:
     root = Path(env["TRAIL_ROOT"])
     # a week of event time in ~6 s: the windows close faster than in a demo, to keep the test short
-    return ["--speed", "100000", "--candidates", "8", "--top-k", "3", "--web-port", str(web_port),
-            "--state-dir", str(root / "state"), "--max-windows", str(max_windows)]
+    args = ["--speed", "100000", "--candidates", "8", "--top-k", "3", "--web-port", str(web_port),
+            "--state-dir", str(root / "state")]
+    return args + (["--max-windows", str(max_windows)] if max_windows else [])
 
 
 def test_make_run_publishes_explained_lists_shows_them_live_and_stops_cleanly(run_env, datasets_dir: Path,
@@ -195,12 +196,20 @@ def test_make_run_publishes_explained_lists_shows_them_live_and_stops_cleanly(ru
     (ARTIFACTS / "make-run-first-list.txt").write_text(f"time to first list: {first_list_s:.1f} s\n{output}")
 
 
-def test_a_second_start_continues_from_the_same_state(run_env, datasets_dir: Path, tmp_path: Path) -> None:
-    """Runs after the test above: same broker data, worker state and model repository."""
+def test_a_second_start_continues_from_the_same_state_and_ctrl_c_stops_it(run_env, datasets_dir: Path,
+                                                                          tmp_path: Path) -> None:
+    """Runs after the test above: same broker data, worker state and model repository. Stopped with SIGINT (what
+    Ctrl-C sends) once a new list is shown."""
     web_port = free_port()
-    run = RunProcess(_args(run_env, web_port, 1), run_env, tmp_path / "run2.log")
-    assert run.wait(timeout_s=600) == 0, run.output()
+    run = RunProcess(_args(run_env, web_port), run_env, tmp_path / "run2.log")
+    deadline = time.monotonic() + 600
+    while run.output().count("── window #") < 2:  # the earlier run's last list, then a new one
+        assert run.process.poll() is None and time.monotonic() < deadline, run.output()
+        time.sleep(0.5)
+    run.process.send_signal(signal.SIGINT)
+    assert run.wait(timeout_s=180) == 0, run.output()
     output = run.output()
+    assert re.search(r"stopped replay, worker, Kafka after \d+ s; [1-9]\d* list\(s\) shown", output), output
     assert "last published list (from an earlier run)" in output and "exporting" not in output
     assert "resuming: interactions already holds" in (Path(run_env["TRAIL_ROOT"]) / "state" / "replay.log").read_text()
     assert _processes_with(run_env["TRAIL_RUN_MARKER"]) == []

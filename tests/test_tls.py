@@ -51,7 +51,8 @@ def tls_broker(tmp_path_factory: pytest.TempPathFactory):
 def test_cli_and_worker_use_the_tls_listener(tls_broker, tmp_path: Path) -> None:
     bootstrap, cert = tls_broker
     env = {**topic_env("tls"), "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_SECURITY_PROTOCOL": "SSL",
-           "KAFKA_SSL_CAFILE": str(cert), "TRAIL_WINDOW": "1h", "TRAIL_CANDIDATES": "5", "TRAIL_TOP_K": "3"}
+           "KAFKA_SSL_CAFILE": str(cert), "TRAIL_WINDOW": "1h", "TRAIL_CANDIDATES": "5", "TRAIL_TOP_K": "3",
+           "TRAIL_LOG_FORMAT": "json"}
     import os
 
     env = {**os.environ, **env}
@@ -75,6 +76,10 @@ def test_cli_and_worker_use_the_tls_listener(tls_broker, tmp_path: Path) -> None
     # hour 0: item t3 had 4 events, the most; hour 1: t3 had 5
     assert [w["items"][0]["item_id"] for w in windows] == ["t3", "t3"]
     assert [w["stats"]["events_counted"] for w in windows] == [10, 14]
+    # TRAIL_LOG_FORMAT=json: the worker's log lines are JSON objects, the window closes among them
+    logged = [json.loads(line) for line in (tmp_path / "worker.log").read_text().splitlines() if line.startswith("{")]
+    assert any("closed window" in entry["message"] for entry in logged)
+    assert all({"ts", "level", "logger", "message"} <= entry.keys() for entry in logged)
 
 
 def test_a_client_that_does_not_trust_the_certificate_is_refused(tls_broker) -> None:
