@@ -48,7 +48,7 @@ class RunOptions:
     model_repository: Path = PROJECT_ROOT / "triton_models"
     model_name: str = "trail"
     window: str = "7d"
-    candidates: int = 40  # items the model scores per window (2 CPU cores: ~6 s with the shipped model)
+    candidates: int = 40  # items the model scores per window (bounds the model's cost per window)
     top_k: int = 10  # items published and explained per window
     partitions: int = 3
     web_port: int = 6066
@@ -89,18 +89,18 @@ class LocalRun:
         if port_in_use(options.web_port):
             raise RunError(f"port {options.web_port} on 127.0.0.1 is taken (another worker or `make run`?): "
                            "free it or choose another with WEB_PORT=...")
-        self._say(f"Kafka: {self._ensure_kafka()}")
+        self.say(f"Kafka: {self._ensure_kafka()}")
         topics = TopicNames.from_env()
         create_topics(self._kafka_settings, topics, partitions=options.partitions)
         if options.backend != "baseline":
             self._ensure_model()
         if options.backend == "triton":
-            self._say(f"Triton: {self._ensure_triton()}")
+            self.say(f"Triton: {self._ensure_triton()}")
         self._start_worker()
-        self._say(f"worker: healthy, scoring with {options.backend}; log {self._log('worker')}")
+        self.say(f"worker: healthy, scoring with {options.backend}; log {self._log('worker')}")
         self._start_replay()
-        self._say(f"replay: {options.dataset} at {options.speed:g}x event time; log {self._log('replay')}")
-        self._say(f"\nTrending page: {self.page_url}   (JSON: {self.page_url}trending)   Ctrl-C stops everything\n")
+        self.say(f"replay: {options.dataset} at {options.speed:g}x event time; log {self._log('replay')}")
+        self.say(f"\nTrending page: {self.page_url}   (JSON: {self.page_url}trending)   Ctrl-C stops everything\n")
 
     @property
     def _kafka_settings(self) -> KafkaSettings:
@@ -118,9 +118,9 @@ class LocalRun:
         folder = self.options.model_repository / self.options.model_name
         version = latest_version(folder)
         if version is not None:
-            self._say(f"model: {folder} version {version}")
+            self.say(f"model: {folder} version {version}")
             return
-        self._say(f"model: no version in {folder}: exporting {self.options.checkpoint} (first run only, a few "
+        self.say(f"model: no version in {folder}: exporting {self.options.checkpoint} (first run only, a few "
                   f"minutes; log {self._log('export')})")
         began = time.monotonic()
         with open(self._log("export"), "wb") as log:
@@ -130,7 +130,7 @@ class LocalRun:
                 cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT)
         if code != 0:
             raise RunError(f"the model export failed (exit {code}): see {self._log('export')}")
-        self._say(f"model: exported version {latest_version(folder)} in {time.monotonic() - began:.0f} s")
+        self.say(f"model: exported version {latest_version(folder)} in {time.monotonic() - began:.0f} s")
 
     def _ensure_triton(self) -> str:
         assert self.triton is not None
@@ -189,11 +189,11 @@ class LocalRun:
         Returns the number of lists printed."""
         last = self._get("trending")
         if last and last.get("window") is not None:
-            self._say("last published list (from an earlier run):")
-            self._say(format_record(last))
+            self.say("last published list (from an earlier run):")
+            self.say(format_record(last))
         for record in read_topic(self._kafka_settings, TopicNames.from_env().trending, from_beginning=False,
                                  stop=self._should_stop_following):
-            self._say(format_record(json.loads(record.value)))
+            self.say(format_record(json.loads(record.value)))
             self.published += 1
         return self.published
 
@@ -228,7 +228,7 @@ class LocalRun:
     def _log(self, name: str) -> Path:
         return self.options.state_dir / f"{name}.log"
 
-    def _say(self, text: str) -> None:
+    def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
 
 
@@ -265,6 +265,6 @@ def run_until_stopped(run: LocalRun) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave children behind
         stopped = run.stop()
         if stopped:
-            run._say(f"\nstopped {', '.join(stopped)} after {time.monotonic() - began:.0f} s; "
+            run.say(f"\nstopped {', '.join(stopped)} after {time.monotonic() - began:.0f} s; "
                      f"{run.published} list(s) shown. State kept: the next `make run` continues.")
     return 0
