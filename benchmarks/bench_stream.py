@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import resource
 import sys
 import tempfile
@@ -79,7 +80,11 @@ async def drain_raw(bootstrap: str, topic: str, n_events: int) -> float:
     return time.monotonic() - started
 
 
-def run_worker(bootstrap: str, prefix: str, n_events: int, window: str) -> tuple[float, str]:
+def run_worker(bootstrap: str, prefix: str, n_events: int, window: str, loglevel: str = "warn",
+               log_path: Path | None = None, windows_closed: int = 0) -> tuple[float, str]:
+    """Start ``trail worker`` on the topics, wait until it has counted ``n_events`` and closed ``windows_closed``
+    partition windows (its /metrics), stop it.
+    Returns the seconds from its first counted event and the last metrics text."""
     import subprocess
     import urllib.request
 
@@ -89,15 +94,16 @@ def run_worker(bootstrap: str, prefix: str, n_events: int, window: str) -> tuple
            "TRAIL_TOPIC_INTERACTIONS": f"{prefix}-interactions", "TRAIL_TOPIC_ITEMS": f"{prefix}-items",
            "TRAIL_TOPIC_TRENDING": f"{prefix}-trending", "TRAIL_TOPIC_DLQ": f"{prefix}-dlq",
            "TRAIL_WINDOW": window, "TRAIL_WEB_PORT": str(port), "TRAIL_DATA_DIR": data}
-    log = open(Path(data) / "worker.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "trail_cli", "worker", "--loglevel", "warn"], cwd=ROOT,
+    log_path = log_path or Path(data) / "worker.log"
+    log = open(log_path, "wb")
+    process = subprocess.Popen([sys.executable, "-m", "trail_cli", "worker", "--loglevel", loglevel], cwd=ROOT,
                                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     started = None
     counted = 0
     try:
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"worker died: {(Path(data) / 'worker.log').read_text()[-3000:]}")
+                raise RuntimeError(f"worker died: {log_path.read_text()[-3000:]}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
                     text = response.read().decode()
@@ -107,14 +113,23 @@ def run_worker(bootstrap: str, prefix: str, n_events: int, window: str) -> tuple
             counted = int(next(line.split()[1] for line in text.splitlines() if line.startswith("trail_events_total")))
             if started is None and counted > 0:
                 started = time.monotonic() - 0.25  # polled every 0.25 s: the first event came at most that early
-            if counted >= n_events:
+            if counted >= n_events and started_closes(text) >= windows_closed:
                 return time.monotonic() - started, text
             time.sleep(0.25)
     finally:
         import signal
 
         os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=60)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def started_closes(metrics: str) -> int:
+    return int(next(line.split()[1] for line in metrics.splitlines()
+                    if line.startswith("trail_partition_windows_closed_total")))
 
 
 def window_close(n_items: int) -> dict[str, float]:
@@ -156,6 +171,60 @@ def window_close(n_items: int) -> dict[str, float]:
             "state_bytes_per_item": round(bytes_per_item, 1), "python_bytes_per_item": round(memory, 1)}
 
 
+CLOSE_LINE = re.compile(r"closed window (\d+): (\d+) items, (\d+) events in ([\d.]+) s")
+
+
+def worker_close(settings: KafkaSettings, n_items: int) -> dict[str, float]:
+    """(e) Window closes inside the real worker (table scan, River, changelog writes, the report to the merger):
+    day 0 and day 1 each give every one of ``n_items`` items one event, one event on day 3 closes days 1 and 2.
+    The close of day 1 has every item active; day 2 has every item idle (updated with zero). Events are sent as
+    batch messages of 500 so the ingest takes seconds, not minutes."""
+    prefix = "close"
+    topic = f"{prefix}-interactions"
+    create_topics(settings, TopicNames(topic, f"{prefix}-items", f"{prefix}-trending", f"{prefix}-dlq"), partitions=1)
+    day = 86_400_000
+    start_ms = 1_700_006_400_000 - 1_700_006_400_000 % day
+    events = [Interaction(f"item{n}", start_ms + d * day + n % 1000, "view", f"u{n % 997}").to_json()
+              for d in (0, 1) for n in range(n_items)]
+    events.append(Interaction("item0", start_ms + 3 * day, "view", "u0").to_json())
+    with Publisher(settings, linger_ms=50) as publisher:
+        for first in range(0, len(events), 500):
+            publisher.send_to(topic, 0, b"[" + b",".join(events[first:first + 500]) + b"]")
+        publisher.flush(timeout_s=600)
+    with tempfile.TemporaryDirectory(prefix="trail-close-") as folder:
+        log_path = Path(folder) / "worker.log"
+        run_worker(settings.bootstrap_servers, prefix, len(events), window="1d", loglevel="info", log_path=log_path,
+                   windows_closed=3)
+        log_text = log_path.read_text()
+        closes = [(int(w), int(i), float(s)) for w, i, _, s in CLOSE_LINE.findall(log_text)]
+        for line in log_text.splitlines():
+            if CLOSE_LINE.search(line):
+                print("   ", line.strip()[-150:])
+    if len(closes) < 3:
+        raise RuntimeError(f"expected 3 window closes in the worker log, found {closes}")
+    (_, _, first_s), (_, active_items, active_s), (_, idle_items, idle_s) = closes[:3]
+    return {"worker_close_items": active_items, "worker_close_first_s": first_s,
+            "worker_close_all_active_s": active_s, "worker_close_all_idle_s": idle_s}
+
+
+def throughput(settings: KafkaSettings, args: argparse.Namespace) -> dict[str, object]:
+    """(a) and (b) on one topic of ``args.events`` events."""
+    prefix = "bench"
+    create_topics(settings, TopicNames(f"{prefix}-interactions", f"{prefix}-items", f"{prefix}-trending",
+                                       f"{prefix}-dlq"), partitions=args.partitions)
+    produce_s = produce(settings, f"{prefix}-interactions", args.events, args.items, span_ms=5 * 86_400_000,
+                        batch=args.batch)
+    print(f"produced {args.events:,} events in {produce_s:.1f} s ({args.events / produce_s:,.0f}/s)")
+    raw_s = asyncio.run(drain_raw(settings.bootstrap_servers, f"{prefix}-interactions", args.events))
+    print(f"(a) raw aiokafka consumer: {args.events / raw_s:,.0f} events/s ({raw_s:.1f} s)")
+    faust_s, _ = run_worker(settings.bootstrap_servers, prefix, args.events, window="1d")
+    print(f"(b) Faust + River worker: {args.events / faust_s:,.0f} events/s ({faust_s:.1f} s)")
+    print(f"(b)/(a) = {raw_s / faust_s:.3f}")
+    return {"events": args.events, "items": args.items, "partitions": args.partitions, "batch": args.batch,
+            "raw_events_per_s": round(args.events / raw_s), "worker_events_per_s": round(args.events / faust_s),
+            "ratio": round(raw_s / faust_s, 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -163,6 +232,8 @@ def main() -> None:
     parser.add_argument("--close-items", type=int, default=100_000)
     parser.add_argument("--partitions", type=int, default=1)
     parser.add_argument("--batch", type=int, default=1, help="events per message (1 = one JSON object each)")
+    parser.add_argument("--worker-close-items", type=int, default=100_000)
+    parser.add_argument("--close-only", action="store_true", help="only (c), (d) and (e): the window-close numbers")
     args = parser.parse_args()
 
     close = window_close(args.close_items)
@@ -172,28 +243,24 @@ def main() -> None:
     print(f"(d) state per tracked item: {close['state_bytes_per_item']} bytes JSON, "
           f"{close['python_bytes_per_item']} bytes in Python")
 
+    result: dict[str, object] = {**close}
     with tempfile.TemporaryDirectory() as folder:
         broker = LocalKafka(Path(folder) / "kafka", port=free_port(), controller_port=free_port(), heap="1g").start()
         try:
             settings = KafkaSettings(broker.bootstrap_servers)
-            prefix = "bench"
-            create_topics(settings, TopicNames(f"{prefix}-interactions", f"{prefix}-items", f"{prefix}-trending",
-                                               f"{prefix}-dlq"), partitions=args.partitions)
-            produce_s = produce(settings, f"{prefix}-interactions", args.events, args.items, span_ms=5 * 86_400_000,
-                                batch=args.batch)
-            print(f"produced {args.events:,} events in {produce_s:.1f} s ({args.events / produce_s:,.0f}/s)")
-            raw_s = asyncio.run(drain_raw(broker.bootstrap_servers, f"{prefix}-interactions", args.events))
-            print(f"(a) raw aiokafka consumer: {args.events / raw_s:,.0f} events/s ({raw_s:.1f} s)")
-            faust_s, metrics = run_worker(broker.bootstrap_servers, prefix, args.events, window="1d")
-            print(f"(b) Faust + River worker: {args.events / faust_s:,.0f} events/s ({faust_s:.1f} s)")
-            print(f"(b)/(a) = {raw_s / faust_s:.3f}")
+            if not args.close_only:
+                result.update(throughput(settings, args))
+            in_worker = worker_close(settings, args.worker_close_items)
+            print(f"(e) window close inside the worker, {in_worker['worker_close_items']} tracked items: "
+                  f"{in_worker['worker_close_all_active_s']} s with every item active, "
+                  f"{in_worker['worker_close_all_idle_s']} s with every item idle "
+                  f"(first close, River state created: {in_worker['worker_close_first_s']} s)")
+            result.update(in_worker)
         finally:
             broker.stop()
-    result = {"events": args.events, "items": args.items, "partitions": args.partitions, "batch": args.batch,
-              "raw_events_per_s": round(args.events / raw_s), "worker_events_per_s": round(args.events / faust_s),
-              "ratio": round(raw_s / faust_s, 3), **close,
-              "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
-    out = ROOT / "reports" / f"bench_stream{'' if args.batch == 1 else f'_batch{args.batch}'}.json"
+    result["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    name = "bench_window_close" if args.close_only else f"bench_stream{'' if args.batch == 1 else f'_batch{args.batch}'}"
+    out = ROOT / "reports" / f"{name}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))

@@ -11,10 +11,17 @@ Agents
 
 State lives in two RocksDB tables with changelogs. ``state`` holds, per partition and item, the open-window
 counts with the last source offset applied to them (``o/<partition>/<item>``, the only key an event touches), the
-River trend state (``t/...``, written when a window closes) and the catalogue entry (``m/...``; the items topic is
+River trend state (``t/...``, written when a window closes, for the items it counted) and the catalogue entry (``m/...``; the items topic is
 co-partitioned with interactions), plus the partition clock (``c/<partition>``: watermark, last closed window,
 counters, last source offset seen). All of a partition's keys are written to the same changelog partition, in order, so
 any recovered state is a prefix of the writes; with the per-record applied offsets that makes recovery exact.
+
+Each worker keeps its partitions' item records in memory (``resident``: read from the table once per assignment,
+then kept current by the ingest and catalogue agents), so a window close does not scan the table. A close writes
+only what it changed in a way that cannot be recomputed: the trend state of items that had events in the closed
+window. An idle item's state is a deterministic function of its stored state and the windows since (zeros), so
+after a restart :func:`trail.tracker.close_item` catches it up; counts a close consumed stay in ``o/`` until the
+item's next event rewrites it and are dropped on load, because the stored trend is already past their window.
 """
 
 from __future__ import annotations
@@ -22,13 +29,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import contextlib
 import functools
+import gc
 import json
 import logging
 import time
 import weakref
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import faust
 from faust.streams import _current_event
@@ -40,7 +49,6 @@ from serving.baseline import BaselineBackend
 from serving.onnx_backend import OnnxBackend
 from serving.triton_backend import TritonBackend, parse_triton_url
 from trail.events import Interaction, InvalidEvent, parse_interactions, parse_item_meta
-from trail.signals import ItemTrend
 from trail.tracker import ItemRecord, OpenWindows, WindowStats, apply_event, close_partition_window
 
 from .config import WorkerConfig
@@ -184,7 +192,7 @@ def build_app(config: WorkerConfig) -> faust.App:
     async def forget_caches(app: faust.App, revoked: Any, **kwargs: Any) -> None:
         """Another worker may own these partitions next: re-read everything from the tables afterwards."""
         clocks.clear()
-        trend_cache.clear()
+        resident.clear()
 
     @app.agent(items_topic)
     async def catalogue(stream: faust.StreamT) -> None:
@@ -196,6 +204,9 @@ def build_app(config: WorkerConfig) -> faust.App:
                 metrics.rejected += 1
             else:
                 state[f"m/{event.message.partition}/{meta.item_id}"] = {"title": meta.title, "cat": meta.category}
+                record = resident.get(event.message.partition, {}).get(meta.item_id)
+                if record is not None:
+                    record.title, record.category = meta.title, meta.category
             catalogue_seen[event.message.partition] = event.message.offset
 
     catalogue_seen: dict[int, int] = {}  # items-topic offset the catalogue agent has applied, per partition
@@ -273,7 +284,9 @@ def build_app(config: WorkerConfig) -> faust.App:
                     key = f"o/{partition}/{interaction.item_id}"
                     windows = touched.get(key)
                     if windows is None:
-                        stored = state.get(key)
+                        records = resident.get(partition)
+                        record = records.get(interaction.item_id) if records is not None else None
+                        stored = record.open.to_state() if record is not None else state.get(key)
                         if stored is None and not _tracked(partition, interaction.item_id):
                             if clock.setdefault("items", 0) >= config.max_items:
                                 if fresh:
@@ -286,7 +299,14 @@ def build_app(config: WorkerConfig) -> faust.App:
                                     clock["off"] = max(position, clock["off"])
                                 continue
                             clock["items"] += 1
-                        windows = touched[key] = OpenWindows.from_state(stored)
+                        if record is not None:
+                            windows = touched[key] = record.open  # the resident record sees the event too
+                        else:
+                            windows = touched[key] = OpenWindows.from_state(stored)
+                            if records is not None:  # a new item of a resident partition
+                                meta = state.get(f"m/{partition}/{interaction.item_id}") or {}
+                                records[interaction.item_id] = ItemRecord(
+                                    interaction.item_id, meta.get("title", ""), meta.get("cat"), open=windows)
                     if apply_event(windows, interaction, window, position):
                         metrics.events += 1
                 clock["wm"] = interaction.ts_ms if clock["wm"] is None else max(clock["wm"], interaction.ts_ms)
@@ -295,7 +315,7 @@ def build_app(config: WorkerConfig) -> faust.App:
                     clock["closed"] = window - 1
                 closable = config.window.last_closable(clock["wm"])
                 if closable > clock["closed"]:
-                    flush_touched()  # the close reads every record from the table
+                    flush_touched()
                     for closing in range(clock["closed"] + 1, closable + 1):
                         await _close(partition, closing, clock)
         flush_touched()
@@ -305,7 +325,7 @@ def build_app(config: WorkerConfig) -> faust.App:
             state[f"c/{partition}"] = clock
 
     def _tracked(partition: int, item_id: str) -> bool:
-        return item_id in trend_cache or f"t/{partition}/{item_id}" in state
+        return item_id in resident.get(partition, {}) or f"t/{partition}/{item_id}" in state
 
     async def _tick(partition: int, clock: dict[str, Any], now_ms: int) -> None:
         """Live mode: the wall clock is a lower bound of event time; close what it says is over."""
@@ -327,29 +347,31 @@ def build_app(config: WorkerConfig) -> faust.App:
                 if tp.topic == config.topics.interactions:
                     await ticks.send(value={"now_ms": now_ms}, partition=tp.partition)
 
-    trend_cache: dict[str, ItemTrend] = {}  # River objects of this worker's items, checked against the table
+    resident: dict[int, dict[str, ItemRecord]] = {}  # partition → its item records, read from the table once
 
     async def _close(partition: int, index: int, clock: dict[str, Any]) -> None:
         started = time.monotonic()
-        records, open_before = _load_partition(partition)
+        records = resident.get(partition)
+        if records is None:
+            records = resident[partition] = _load_partition(partition)
+        loaded = time.monotonic()
         if any(not record.title and record.category is None for record in records.values()):
-            await _catalogue_caught_up(partition)  # an item without its entry: is the entry still in flight?
-            records, open_before = _load_partition(partition)
-        result = close_partition_window(records, index, config.trend, config.n_candidates)
-        for item_id in open_before.keys() | records.keys():
-            record = records.get(item_id)
-            if record is None:  # evicted: idle for too long
+            # An item without its entry: is the entry still in flight? (The catalogue agent updates resident
+            # records as it applies entries.)
+            await _catalogue_caught_up(partition)
+        changed = [item_id for item_id, record in records.items() if record.closes_counts(index)]
+        with _gc_paused():
+            result = close_partition_window(records, index, config.trend, config.n_candidates)
+            advanced = time.monotonic()
+            for item_id in result.evicted:  # idle for too long
                 for kind in ("t", "o"):
                     if f"{kind}/{partition}/{item_id}" in state:
                         del state[f"{kind}/{partition}/{item_id}"]
-                trend_cache.pop(item_id, None)
-                continue
-            if record.trend is not None:  # trend first: a recovered prefix never has counts popped but not applied
-                state[f"t/{partition}/{item_id}"] = record.trend_state()
-                trend_cache[item_id] = record.trend
-            open_after = record.open.to_state()
-            if open_after != open_before.get(item_id, OpenWindows().to_state()):
-                state[f"o/{partition}/{item_id}"] = open_after
+            for item_id in changed:
+                record = records.get(item_id)
+                if record is not None and record.trend is not None:
+                    state[f"t/{partition}/{item_id}"] = record.trend_state()
+        written = time.monotonic()
         stats = WindowStats(counted=sum(w.count for w in result.windows), late=clock["late"],
                             rejected=clock["rejected"], items_tracked=len(result.windows))
         report = PartitionReport(partition, result.summary, result.candidates, stats, int(time.time() * 1000))
@@ -360,12 +382,12 @@ def build_app(config: WorkerConfig) -> faust.App:
         metrics.items_tracked[partition] = len(result.windows)
         metrics.windows_closed += 1
         metrics.close_seconds.append(time.monotonic() - started)
-        log.info("partition %d closed window %d: %d items, %.0f events in %.3f s", partition, index,
-                 len(result.windows), stats.counted, time.monotonic() - started)
+        log.info("partition %d closed window %d: %d items, %.0f events in %.3f s (load %.3f, trend %.3f, "
+                 "write %.3f)", partition, index, len(result.windows), stats.counted, time.monotonic() - started,
+                 loaded - started, advanced - loaded, written - advanced)
 
-    def _load_partition(partition: int) -> tuple[dict[str, ItemRecord], dict[str, Any]]:
-        """Every item record of one partition (River objects reused from the cache when still current), and the
-        open-window states as stored."""
+    def _load_partition(partition: int) -> dict[str, ItemRecord]:
+        """Every item record of one partition, from the table (once per assignment: then ``resident``)."""
         parts: dict[str, dict[str, Any]] = {"o": {}, "t": {}, "m": {}}
         for key, value in list(state.items()):
             kind, _, rest = key.partition("/")
@@ -377,9 +399,9 @@ def build_app(config: WorkerConfig) -> faust.App:
             meta = parts["m"].get(item_id, {})
             record = ItemRecord(item_id, meta.get("title", ""), meta.get("cat"),
                                 open=OpenWindows.from_state(parts["o"].get(item_id)))
-            record.load_trend(parts["t"].get(item_id), config.trend, trend_cache.get(item_id))
+            record.load_trend(parts["t"].get(item_id), config.trend)
             records[item_id] = record
-        return records, parts["o"]
+        return records
 
     @app.agent(summaries)
     async def merge(stream: faust.StreamT) -> None:
@@ -424,6 +446,20 @@ def build_app(config: WorkerConfig) -> faust.App:
     app.trail_config = config  # type: ignore[attr-defined]
     app.trail_metrics = metrics  # type: ignore[attr-defined]
     return app
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection during a window close. A close allocates several objects per tracked item,
+    none of them cyclic; with hundreds of thousands of long-lived objects in the process each automatic
+    collection walks them all, which made a close several times slower than the work it does."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 async def _dead_letter(dlq: faust.TopicT, event: faust.EventT, error: InvalidEvent,

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from trail.events import Interaction
 from trail.signals import ItemTrend, PartitionSummary, TrendConfig, WindowBoard
-from trail.tracker import ItemRecord, apply_event, close_partition_window, replay_windows, select_candidates
+from trail.tracker import (ItemRecord, _hll_add, _hll_count, _users_sketch, apply_event, close_partition_window,
+                          replay_windows, select_candidates)
 from trail.windows import WindowSpec, parse_duration
 
 CONFIG = TrendConfig()
@@ -142,3 +143,38 @@ def test_item_record_round_trips_through_json() -> None:
     assert restored.last == record.last and restored.open == record.open
     assert restored.trend is not None and restored.trend.to_state() == record.trend.to_state()
     assert (restored.title, restored.category, restored.applied_offset) == ("Alpha", "X", 9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=40), min_size=64, max_size=64),
+       st.sets(st.text(min_size=1, max_size=8), max_size=300))
+def test_distinct_user_estimate_equals_rivers(registers: list[int], users: set[str]) -> None:
+    """The restated estimate gives River's ``NUnique.get`` numbers, on arbitrary and on real registers."""
+    assert _hll_count(registers) == _users_sketch(list(registers)).get()
+    real = [0] * 64
+    for user in users:
+        _hll_add(real, user)
+    assert _hll_count(real) == _users_sketch(real).get()
+
+
+def test_a_record_stored_windows_ago_catches_up_to_the_same_signals() -> None:
+    """The worker stores an idle item's trend only when it has events: a record restored from a state some
+    windows old closes the next window exactly as the record that was closed every window."""
+    live = ItemRecord("a", "Alpha", "X")
+    stored = None
+    for window in range(12):
+        if window in (0, 1, 2, 7):
+            apply_event(live, Interaction("a", 1_000_000_000_000, user_id=f"u{window}"), window, offset=window)
+        consumed = live.closes_counts(window)
+        open_as_stored = live.open.to_state()  # the worker's o/ key keeps the counts a close consumed
+        close_partition_window({"a": live}, window, CONFIG, 5)
+        if consumed:
+            stored = json.loads(json.dumps({**live.to_state(), "open": open_as_stored}))
+    assert stored is not None and stored["trend"]["last"][1] == 7  # last stored at window 7, the last with events
+    apply_event(live, Interaction("a", 1_000_000_000_000, user_id="v"), 12, offset=20)
+    restored = ItemRecord.from_state(stored, CONFIG)
+    apply_event(restored, Interaction("a", 1_000_000_000_000, user_id="v"), 12, offset=20)
+    closed_live = close_partition_window({"a": live}, 12, CONFIG, 5)
+    closed_restored = close_partition_window({"a": restored}, 12, CONFIG, 5)
+    assert closed_restored.windows == closed_live.windows
+    assert restored.trend.to_state() == live.trend.to_state()
