@@ -5,8 +5,11 @@ over several windows):
   (a) a raw aiokafka consumer drains the topic (the ceiling: bytes off the wire, nothing else);
   (b) the real Faust worker (validation, River state, tables with changelogs, window closes) counts them;
   (c) closing one window for 100,000 tracked items with the same code the worker runs (in-process);
-  (d) memory and serialised state per tracked item.
-Prints the numbers and the (b)/(a) ratio; writes them as JSON to ``reports/bench_stream.json``.
+  (d) memory and serialised state per tracked item;
+  (e) window closes inside the real worker, 100,000 tracked items, every item active and every item idle;
+  (f) a do-nothing Faust agent on the topic of (a) and (b): the framework's own ceiling on this machine.
+Prints the numbers and the (b)/(a) ratio; writes them as JSON to ``reports/bench_stream.json``
+(``--close-only``: (c), (d), (e) to ``reports/bench_window_close.json``).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from faust.utils import json as faust_json  # noqa: E402  (orjson when installed, as in the worker's tables)
 
 from localstack import LocalKafka, free_port  # noqa: E402
-from streams.kafka_io import Publisher, create_topics  # noqa: E402
+from streams.kafka_io import Publisher, create_topics, message_count  # noqa: E402
 from streams.settings import KafkaSettings, TopicNames  # noqa: E402
 from trail.events import Interaction  # noqa: E402
 from trail.signals import TrendConfig  # noqa: E402
@@ -220,9 +223,28 @@ def throughput(settings: KafkaSettings, args: argparse.Namespace) -> dict[str, o
     faust_s, _ = run_worker(settings.bootstrap_servers, prefix, args.events, window="1d")
     print(f"(b) Faust + River worker: {args.events / faust_s:,.0f} events/s ({faust_s:.1f} s)")
     print(f"(b)/(a) = {raw_s / faust_s:.3f}")
+    messages = message_count(settings, f"{prefix}-interactions")
+    ceiling = faust_ceiling(settings.bootstrap_servers, f"{prefix}-interactions", messages)
+    worker_messages_per_s = messages / faust_s
+    print(f"(f) a do-nothing Faust agent on the same topic: {ceiling:,.0f} messages/s; the worker's "
+          f"{worker_messages_per_s:,.0f} messages/s are {worker_messages_per_s / ceiling:.2f} of it; the ceiling "
+          f"is {ceiling * (args.events / messages) / (args.events / raw_s):.3f} of the raw consumer's rate")
     return {"events": args.events, "items": args.items, "partitions": args.partitions, "batch": args.batch,
             "raw_events_per_s": round(args.events / raw_s), "worker_events_per_s": round(args.events / faust_s),
-            "ratio": round(raw_s / faust_s, 3)}
+            "ratio": round(raw_s / faust_s, 3), "faust_noop_messages_per_s": round(ceiling),
+            "worker_share_of_faust_ceiling": round(worker_messages_per_s / ceiling, 3)}
+
+
+def faust_ceiling(bootstrap: str, topic: str, messages: int) -> float:
+    """(f) ``benchmarks/faust_ceiling.py``: messages/s of a Faust agent that only counts."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "faust_ceiling.py"), bootstrap, topic,
+                           str(messages)], cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    found = re.search(r"CEILING ([\d.]+)", done.stdout + done.stderr)  # Faust logs what its agents print
+    if found is None:
+        raise RuntimeError(f"the Faust ceiling run printed no result: {(done.stdout + done.stderr)[-2000:]}")
+    return float(found.group(1))
 
 
 def main() -> None:

@@ -193,6 +193,7 @@ def build_app(config: WorkerConfig) -> faust.App:
         """Another worker may own these partitions next: re-read everything from the tables afterwards."""
         clocks.clear()
         resident.clear()
+        arrived.clear()
 
     @app.agent(items_topic)
     async def catalogue(stream: faust.StreamT) -> None:
@@ -307,6 +308,7 @@ def build_app(config: WorkerConfig) -> faust.App:
                                 meta = state.get(f"m/{partition}/{interaction.item_id}") or {}
                                 records[interaction.item_id] = ItemRecord(
                                     interaction.item_id, meta.get("title", ""), meta.get("cat"), open=windows)
+                                arrived.setdefault(partition, set()).add(interaction.item_id)
                     if apply_event(windows, interaction, window, position):
                         metrics.events += 1
                 clock["wm"] = interaction.ts_ms if clock["wm"] is None else max(clock["wm"], interaction.ts_ms)
@@ -348,16 +350,19 @@ def build_app(config: WorkerConfig) -> faust.App:
                     await ticks.send(value={"now_ms": now_ms}, partition=tp.partition)
 
     resident: dict[int, dict[str, ItemRecord]] = {}  # partition → its item records, read from the table once
+    arrived: dict[int, set[str]] = {}  # partition → items that became resident since its last close
 
     async def _close(partition: int, index: int, clock: dict[str, Any]) -> None:
         started = time.monotonic()
         records = resident.get(partition)
         if records is None:
             records = resident[partition] = _load_partition(partition)
+            arrived[partition] = set(records)
         loaded = time.monotonic()
-        if any(not record.title and record.category is None for record in records.values()):
-            # An item without its entry: is the entry still in flight? (The catalogue agent updates resident
-            # records as it applies entries.)
+        newcomers = (records[item_id] for item_id in arrived.pop(partition, ()) if item_id in records)
+        if any(not record.title and record.category is None for record in newcomers):
+            # A new item without its entry: is the entry still in flight? (The catalogue agent updates resident
+            # records as it applies entries, so items checked at an earlier close need no wait.)
             await _catalogue_caught_up(partition)
         changed = [item_id for item_id, record in records.items() if record.closes_counts(index)]
         with _gc_paused():
