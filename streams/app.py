@@ -287,8 +287,9 @@ def build_app(config: WorkerConfig) -> faust.App:
                     if windows is None:
                         records = resident.get(partition)
                         record = records.get(interaction.item_id) if records is not None else None
-                        stored = record.open.to_state() if record is not None else state.get(key)
-                        if stored is None and not _tracked(partition, interaction.item_id):
+                        # A resident partition holds every record it has: an item missing there is new.
+                        stored = None if records is not None else state.get(key)
+                        if record is None and stored is None and not _tracked(partition, interaction.item_id):
                             if clock.setdefault("items", 0) >= config.max_items:
                                 if fresh:
                                     await _dead_letter(dlq, event, InvalidEvent(
