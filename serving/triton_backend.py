@@ -34,6 +34,25 @@ def parse_triton_url(url: str) -> str:
     return url[len("triton://"):].rstrip("/")
 
 
+# tritonclient's own defaults (message sizes, keepalive as in its KeepAliveOptions), plus reconnection that
+# recovers as soon as a restarted server listens. By default gRPC shares one connection ("subchannel") per address
+# across channels and, after failures, waits up to 120 s between reconnection attempts, failing calls at once in
+# between with the last error — so the fresh client made after a failure still saw "connection refused" seconds
+# after Triton was back. A local subchannel pool gives each new client its own connection attempt.
+_INT32_MAX = 2**31 - 1
+_CHANNEL_ARGS = [
+    ("grpc.max_send_message_length", _INT32_MAX),
+    ("grpc.max_receive_message_length", _INT32_MAX),
+    ("grpc.keepalive_time_ms", _INT32_MAX),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.keepalive_permit_without_calls", False),
+    ("grpc.http2.max_pings_without_data", 2),
+    ("grpc.use_local_subchannel_pool", 1),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+]
+
+
 @dataclass
 class TritonBackend:
     address: str = "127.0.0.1:8001"
@@ -53,7 +72,7 @@ class TritonBackend:
         import tritonclient.grpc as grpcclient
 
         if self._client is None:
-            self._client = grpcclient.InferenceServerClient(self.address)
+            self._client = grpcclient.InferenceServerClient(self.address, channel_args=_CHANNEL_ARGS)
         return self._client
 
     def _infer(self, prompts: Sequence[str], features: np.ndarray, current: np.ndarray,

@@ -43,7 +43,8 @@ class RunProcess:
         self.log = log
         with open(log, "ab") as out:
             self.process = subprocess.Popen([sys.executable, "-m", "trail_cli", "run", *args], cwd=PROJECT_ROOT,
-                                            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                                            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                            preexec_fn=_as_in_a_terminal)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -64,6 +65,13 @@ class RunProcess:
             self.process.send_signal(signal.SIGINT)  # what Ctrl-C does
             self.process.wait(timeout=120)
             raise AssertionError(f"trail run did not stop by itself in {timeout_s} s:\n{self.output()[-4000:]}")
+
+
+def _as_in_a_terminal() -> None:
+    """Ctrl-C reaches a command started in a terminal. When the tests themselves run as a background job of a
+    non-interactive shell (``bash .ci/run &``), SIGINT is ignored and that disposition is inherited, so Python would
+    not turn it into KeyboardInterrupt; restore the default the way an interactive shell does for its commands."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _processes_with(marker: str) -> list[str]:
