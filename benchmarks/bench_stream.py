@@ -113,10 +113,10 @@ def run_worker(bootstrap: str, prefix: str, n_events: int, window: str, loglevel
             except OSError:
                 time.sleep(0.5)
                 continue
-            counted = int(next(line.split()[1] for line in text.splitlines() if line.startswith("trail_events_total")))
+            counted = metric_value(text, "trail_events_total")
             if started is None and counted > 0:
                 started = time.monotonic() - 0.25  # polled every 0.25 s: the first event came at most that early
-            if counted >= n_events and started_closes(text) >= windows_closed:
+            if counted >= n_events and metric_value(text, "trail_partition_windows_closed_total") >= windows_closed:
                 return time.monotonic() - started, text
             time.sleep(0.25)
     finally:
@@ -130,9 +130,9 @@ def run_worker(bootstrap: str, prefix: str, n_events: int, window: str, loglevel
             process.wait()
 
 
-def started_closes(metrics: str) -> int:
-    return int(next(line.split()[1] for line in metrics.splitlines()
-                    if line.startswith("trail_partition_windows_closed_total")))
+def metric_value(metrics: str, name: str) -> int:
+    """One counter from the worker's Prometheus text."""
+    return int(next(line.split()[1] for line in metrics.splitlines() if line.startswith(name)))
 
 
 def window_close(n_items: int) -> dict[str, float]:
@@ -178,7 +178,7 @@ CLOSE_LINE = re.compile(r"closed window (\d+): (\d+) items, (\d+) events in ([\d
 
 
 def worker_close(settings: KafkaSettings, n_items: int) -> dict[str, float]:
-    """(e) Window closes inside the real worker (table scan, River, changelog writes, the report to the merger):
+    """(e) Window closes inside the real worker (River, table and changelog writes, the report to the merger):
     day 0 and day 1 each give every one of ``n_items`` items one event, one event on day 3 closes days 1 and 2.
     The close of day 1 has every item active; day 2 has every item idle (updated with zero). Events are sent as
     batch messages of 500 so the ingest takes seconds, not minutes."""
@@ -198,11 +198,12 @@ def worker_close(settings: KafkaSettings, n_items: int) -> dict[str, float]:
         log_path = Path(folder) / "worker.log"
         run_worker(settings.bootstrap_servers, prefix, len(events), window="1d", loglevel="info", log_path=log_path,
                    windows_closed=3)
-        log_text = log_path.read_text()
-        closes = [(int(w), int(i), float(s)) for w, i, _, s in CLOSE_LINE.findall(log_text)]
-        for line in log_text.splitlines():
-            if CLOSE_LINE.search(line):
+        closes = []
+        for line in log_path.read_text().splitlines():
+            found = CLOSE_LINE.search(line)
+            if found:
                 print("   ", line.strip()[-150:])
+                closes.append((int(found.group(1)), int(found.group(2)), float(found.group(4))))
     if len(closes) < 3:
         raise RuntimeError(f"expected 3 window closes in the worker log, found {closes}")
     (_, _, first_s), (_, active_items, active_s), (_, idle_items, idle_s) = closes[:3]
