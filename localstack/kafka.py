@@ -16,9 +16,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from localstack.process import alive, pid_from, port_in_use, terminate
+from localstack.process import STOP_GRACE_S, alive, pid_from, port_in_use, terminate
 
-__all__ = ["KafkaStartError", "LocalKafka"]
+__all__ = ["KafkaStartError", "LocalKafka", "LocalKafkaCluster"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_LIBS = PROJECT_ROOT / ".kafka" / "libs"
@@ -43,6 +43,13 @@ Configuration:
 """
 
 
+def new_cluster_id() -> str:
+    cluster = "-"
+    while cluster.startswith("-"):  # an id starting with "-" would be read as an option by kafka-storage
+        cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    return cluster
+
+
 class KafkaStartError(RuntimeError):
     """The broker could not be started; the message carries the reason and the tail of the broker's log."""
 
@@ -62,6 +69,9 @@ class LocalKafka:
     heap: str = "512m"
     extra_listeners: dict[str, tuple[str, int]] = field(default_factory=dict)
     extra_properties: dict[str, str] = field(default_factory=dict)
+    node_id: int = 1
+    voters: str | None = None  # a cluster's controller quorum ("1@host:port,2@..."); None: this node alone
+    cluster_id: str | None = None  # shared by a cluster's nodes; None: a fresh one when formatting
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -77,6 +87,12 @@ class LocalKafka:
         return self.data_dir / "broker.pid"
 
     def start(self, timeout_s: float = 60.0) -> "LocalKafka":
+        self.launch()
+        self._wait_ready(timeout_s)
+        return self
+
+    def launch(self) -> None:
+        """Start the process without waiting for it to serve (a cluster's nodes need each other to get ready)."""
         self._check_prerequisites()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self._write_config()
@@ -92,10 +108,11 @@ class LocalKafka:
         )
         log.close()
         self.pid_path.write_text(str(self._process.pid))
-        self._wait_ready(timeout_s)
-        return self
 
-    def stop(self, timeout_s: float = 30.0) -> bool:
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        self._wait_ready(timeout_s)
+
+    def stop(self, timeout_s: float = STOP_GRACE_S) -> bool:
         """SIGTERM (Kafka's controlled shutdown), then SIGKILL if it has not exited within ``timeout_s``.
         Returns True when the broker shut down by itself."""
         pid = self._process.pid if self._process else pid_from(self.pid_path)
@@ -151,8 +168,8 @@ class LocalKafka:
         protocol_map = ",".join(f"{name}:{proto}" for name, (proto, _) in listeners.items())
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": self.voters or f"{self.node_id}@127.0.0.1:{self.controller_port}",
             "listeners": f"{listener_urls},CONTROLLER://127.0.0.1:{self.controller_port}",
             "advertised.listeners": listener_urls,
             "controller.listener.names": "CONTROLLER",
@@ -176,12 +193,11 @@ class LocalKafka:
         return path
 
     def _format(self, config: Path) -> None:
-        cluster = "-"
-        while cluster.startswith("-"):  # an id starting with "-" would be read as an option by kafka-storage
-            cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster = self.cluster_id or new_cluster_id()
+        standalone = [] if self.voters else ["--standalone"]  # a static quorum is named in the config
         result = subprocess.run(
             [self._java(), "-cp", f"{self.libs_dir}/*", "kafka.tools.StorageTool", "format",
-             "-t", cluster, "-c", str(config), "--standalone"],
+             "-t", cluster, "-c", str(config), *standalone],
             capture_output=True, text=True,
         )
         if result.returncode != 0:
@@ -219,3 +235,61 @@ class LocalKafka:
             return False
         finally:
             admin.close()
+
+
+@dataclass
+class LocalKafkaCluster:
+    """``size`` KRaft nodes on loopback, each a combined controller and broker JVM with a small heap, forming one
+    controller quorum: internal topics replicated ``size`` times, ``min.insync.replicas`` = 2 by default. For the
+    tests of durability under broker failures; ``make run`` stays on one broker."""
+
+    data_dir: Path
+    size: int = 3
+    heap: str = "384m"
+    min_insync_replicas: int = 2
+    nodes: list[LocalKafka] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        from localstack.process import free_port
+
+        ports = [(free_port(), free_port()) for _ in range(self.size)]
+        voters = ",".join(f"{n + 1}@127.0.0.1:{controller}" for n, (_, controller) in enumerate(ports))
+        cluster_id = new_cluster_id()
+        replicas = str(min(3, self.size))
+        for n, (port, controller) in enumerate(ports):
+            self.nodes.append(LocalKafka(
+                data_dir=self.data_dir / f"node{n + 1}", port=port, controller_port=controller, heap=self.heap,
+                node_id=n + 1, voters=voters, cluster_id=cluster_id,
+                extra_properties={"offsets.topic.replication.factor": replicas,
+                                  "transaction.state.log.replication.factor": replicas,
+                                  "transaction.state.log.min.isr": str(self.min_insync_replicas),
+                                  "default.replication.factor": replicas,
+                                  "min.insync.replicas": str(self.min_insync_replicas)}))
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(node.bootstrap_servers for node in self.nodes)
+
+    def start(self, timeout_s: float = 120.0) -> "LocalKafkaCluster":
+        try:
+            for node in self.nodes:
+                node.launch()
+            for node in self.nodes:
+                node.wait_ready(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def node(self, node_id: int) -> LocalKafka:
+        return self.nodes[node_id - 1]
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> "LocalKafkaCluster":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -9,7 +9,11 @@ import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["alive", "free_port", "pid_from", "port_in_use", "terminate", "wait_for_port"]
+__all__ = ["STOP_GRACE_S", "alive", "free_port", "pid_from", "port_in_use", "terminate", "wait_for_port"]
+
+# Every process a launcher, a test or `trail run` starts gets SIGTERM, then SIGKILL (its whole process group) when it
+# has not exited after this long: a wedged worker or broker can delay a stop, never leak.
+STOP_GRACE_S = 15.0
 
 
 def free_port() -> int:
@@ -51,7 +55,7 @@ def pid_from(path: Path) -> int | None:
         return None
 
 
-def terminate(pid: int, process: subprocess.Popen[bytes] | None, timeout_s: float) -> bool:
+def terminate(pid: int, process: subprocess.Popen[bytes] | None, timeout_s: float = STOP_GRACE_S) -> bool:
     """SIGTERM, wait up to ``timeout_s``, then SIGKILL the whole process group (the launchers start each
     service in its own session, so its helpers go too). True when it exited by itself in time."""
     try:

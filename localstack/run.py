@@ -27,7 +27,7 @@ from streams.kafka_io import create_topics, read_topic
 from streams.settings import KafkaSettings, TopicNames
 
 from .kafka import PROJECT_ROOT, LocalKafka
-from .process import port_in_use, terminate
+from .process import STOP_GRACE_S, port_in_use, terminate
 from .triton import LocalTriton
 
 __all__ = ["LocalRun", "RunError", "RunOptions", "format_record"]
@@ -157,7 +157,7 @@ class LocalRun:
 
     def _start_worker(self, timeout_s: float = 180.0) -> None:
         self._worker = self._spawn("worker", ["worker", "--loglevel", "info"], self._worker_env())
-        self._started.append(("worker", lambda: self._stop_process(self._worker, 60.0)))
+        self._started.append(("worker", lambda: self._stop_process(self._worker, STOP_GRACE_S)))
         deadline = time.monotonic() + timeout_s
         while not (self._get("health") or {}).get("ready"):  # ready: tables recovered, partitions assigned
             if self._worker.poll() is not None:
@@ -175,7 +175,7 @@ class LocalRun:
             args += ["--limit", str(options.limit)]
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers}
         self._replay = self._spawn("replay", args, env)
-        self._started.append(("replay", lambda: self._stop_process(self._replay, 20.0)))
+        self._started.append(("replay", lambda: self._stop_process(self._replay, STOP_GRACE_S)))
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         with open(self._log(name), "ab") as log:

@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from localstack.process import alive, pid_from, port_in_use, terminate
+from localstack.process import STOP_GRACE_S, alive, pid_from, port_in_use, terminate
 
 __all__ = ["LocalTriton", "TritonStartError"]
 
@@ -87,7 +87,7 @@ class LocalTriton:
         self._wait_ready(timeout_s)
         return self
 
-    def stop(self, timeout_s: float = 30.0) -> bool:
+    def stop(self, timeout_s: float = STOP_GRACE_S) -> bool:
         """SIGTERM, then SIGKILL after ``timeout_s``; True when the server shut down by itself."""
         pid = self._process.pid if self._process else pid_from(self.pid_path)
         clean = terminate(pid, self._process, timeout_s) if pid is not None else True

@@ -52,30 +52,25 @@ from trail.events import Interaction, InvalidEvent, parse_interactions, parse_it
 from trail.tracker import ItemRecord, OpenWindows, WindowStats, apply_event, close_partition_window
 
 from .config import WorkerConfig
+from .delivery import DeliveryWatch
 from .logs import logging_config
-from .merge import PartitionReport, WindowMerger
+from .merge import MergerStore, PartitionReport, WindowMerger
 from .metrics import Metrics
+from .partition_clock import PartitionClock
+from .progress import Progress
+from .routing import Forwarded, forward_messages, mark_message, parse_rekeyed, partition_owner
 
 __all__ = ["app", "build_app", "config"]
 
 log = logging.getLogger("trail.worker")
 
 
+# Forwarded events wait in the re-key topic until their owner counts them: keep them as long as a worker may be down.
+REKEY_RETENTION_MS = 7 * 86_400_000
+
 # A message may carry a batch of up to LIMITS.max_batch_events interactions sharing one offset; event positions
 # (offset × this + index in the batch) order them for the exactly-once bookkeeping.
 POSITIONS_PER_MESSAGE = 1024
-
-
-def partition_owner(partitions: int) -> Callable[[str], int]:
-    """The partition Kafka's default partitioner (murmur2 of the key) gives an item_id: events must be there,
-    or the item's state would be split between partitions."""
-    from kafka.partitioner.default import murmur2
-
-    @functools.lru_cache(maxsize=262_144)
-    def owner(item_id: str) -> int:
-        return (murmur2(item_id.encode()) & 0x7FFFFFFF) % partitions
-
-    return owner
 
 
 def load_backends(config: WorkerConfig) -> tuple[Backend, Backend]:
@@ -114,7 +109,7 @@ def _partition_count(config: WorkerConfig) -> int:
     return len(partitions)
 
 
-def _ensure_topic(config: WorkerConfig, name: str, partitions: int) -> None:
+def _ensure_topic(config: WorkerConfig, name: str, partitions: int, retention_ms: int) -> None:
     """Create an internal topic before Faust subscribes to it (Faust only declares the ones it produces to)."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
@@ -124,7 +119,8 @@ def _ensure_topic(config: WorkerConfig, name: str, partitions: int) -> None:
     try:
         if name not in admin.list_topics():
             try:
-                admin.create_topics([NewTopic(name, partitions, 1, topic_configs={"retention.ms": "3600000"})])
+                admin.create_topics([NewTopic(name, partitions, config.replication_factor,
+                                              topic_configs={"retention.ms": str(retention_ms)})])
             except TopicAlreadyExistsError:
                 pass
     finally:
@@ -141,7 +137,7 @@ def build_app(config: WorkerConfig) -> faust.App:
         datadir=config.data_dir,
         processing_guarantee="at_least_once",
         topic_partitions=partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=config.replication_factor,
         web_port=config.web_port,
         web_bind=config.web_host,
         web_host=config.web_host,
@@ -159,6 +155,9 @@ def build_app(config: WorkerConfig) -> faust.App:
     # every flush ("producer buffer full"). A larger bound lets changelog writes batch up between commits.
     ProducerBuffer.max_messages = 10_000
     metrics = Metrics()
+    progress = Progress(config.stall_after_s)
+    delivery = DeliveryWatch(app)
+    app.sensors.add(delivery)
     owner_of = partition_owner(partitions)
     backend, fallback = load_backends(config)
     scoring = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="trail-scoring")
@@ -166,10 +165,19 @@ def build_app(config: WorkerConfig) -> faust.App:
     # In live mode each worker ticks its own partitions once a second through a co-partitioned internal topic, so
     # windows also close on the wall clock when a partition is idle (the tick runs in the partition's context).
     ticks_name = f"{config.app_id}-ticks"
-    _ensure_topic(config, ticks_name, partitions)
-    interactions = app.topic(config.topics.interactions, ticks_name, key_serializer="raw", value_serializer="raw")
+    # Events and catalogue entries a producer put on a partition that does not own their item are forwarded to
+    # the owner over these (streams/routing.py); marks travel there too (streams/partition_clock.py).
+    rekey_name, catalogue_rekey_name = f"{config.app_id}-rekeyed", f"{config.app_id}-items-rekeyed"
+    _ensure_topic(config, ticks_name, partitions, retention_ms=3_600_000)
+    _ensure_topic(config, rekey_name, partitions, retention_ms=REKEY_RETENTION_MS)
+    _ensure_topic(config, catalogue_rekey_name, partitions, retention_ms=REKEY_RETENTION_MS)
+    interactions = app.topic(config.topics.interactions, ticks_name, rekey_name, key_serializer="raw",
+                             value_serializer="raw")
     ticks = app.topic(ticks_name, key_serializer="raw", value_serializer="json", partitions=partitions, internal=True)
-    items_topic = app.topic(config.topics.items, key_serializer="raw", value_serializer="raw")
+    rekey = app.topic(rekey_name, key_serializer="raw", value_serializer="json", partitions=partitions, internal=True)
+    items_topic = app.topic(config.topics.items, catalogue_rekey_name, key_serializer="raw", value_serializer="raw")
+    catalogue_rekey = app.topic(catalogue_rekey_name, key_serializer="raw", value_serializer="raw",
+                                partitions=partitions, internal=True)
     dlq = app.topic(config.topics.dlq, key_serializer="raw", value_serializer="json", partitions=1)
     trending = app.topic(config.topics.trending, key_serializer="raw", value_serializer="json", partitions=1)
     summaries = app.topic(config.summaries_topic, key_serializer="raw", value_serializer="json", partitions=1,
@@ -179,13 +187,12 @@ def build_app(config: WorkerConfig) -> faust.App:
     merger_state = app.Table("merger", default=None, key_type=str, partitions=1)
     page = (Path(__file__).with_name("page.html")).read_text(encoding="utf-8")
 
-    clocks: dict[int, dict[str, Any]] = {}  # this process's view of each partition clock (the table is durable)
+    clocks: dict[int, PartitionClock] = {}  # this process's view of each partition clock (the table is durable)
 
-    def clock_of(partition: int) -> dict[str, Any]:
+    def clock_of(partition: int) -> PartitionClock:
         clock = clocks.get(partition)
         if clock is None:
-            clock = clocks[partition] = state.get(f"c/{partition}") or {
-                "wm": None, "closed": None, "off": -1, "late": 0, "rejected": 0}
+            clock = clocks[partition] = PartitionClock.from_state(partition, state.get(f"c/{partition}"))
         return clock
 
     @app.on_partitions_revoked.connect
@@ -194,38 +201,49 @@ def build_app(config: WorkerConfig) -> faust.App:
         clocks.clear()
         resident.clear()
         arrived.clear()
+        merger_loaded[0] = False
 
     @app.agent(items_topic)
     async def catalogue(stream: faust.StreamT) -> None:
+        """Catalogue entries, applied by the partition that owns the item (forwarded there when a producer put
+        them elsewhere)."""
         async for event in stream.events():
+            partition = event.message.partition
             try:
                 meta = parse_item_meta(event.value)
             except InvalidEvent as exc:
                 await _dead_letter(dlq, event, exc)
                 metrics.rejected += 1
             else:
-                state[f"m/{event.message.partition}/{meta.item_id}"] = {"title": meta.title, "cat": meta.category}
-                record = resident.get(event.message.partition, {}).get(meta.item_id)
-                if record is not None:
-                    record.title, record.category = meta.title, meta.category
-            catalogue_seen[event.message.partition] = event.message.offset
+                owner = owner_of(meta.item_id)
+                if owner != partition:
+                    await catalogue_rekey.send(value=bytes(event.value), partition=owner)
+                    metrics.catalogue_forwarded += 1
+                else:
+                    state[f"m/{partition}/{meta.item_id}"] = {"title": meta.title, "cat": meta.category}
+                    record = resident.get(partition, {}).get(meta.item_id)
+                    if record is not None:
+                        record.title, record.category = meta.title, meta.category
+            catalogue_seen[(event.message.topic, partition)] = event.message.offset
+            progress.processed(event.message.tp, event.message.offset)
 
-    catalogue_seen: dict[int, int] = {}  # items-topic offset the catalogue agent has applied, per partition
+    catalogue_seen: dict[tuple[str, int], int] = {}  # (topic, partition) → offset the catalogue agent applied
 
     async def _catalogue_caught_up(partition: int, timeout_s: float = 10.0) -> None:
-        """Before a close, let the catalogue agent apply every item entry already published for this partition:
-        the two topics are consumed concurrently, and a close must not see an item without its category just
-        because its catalogue entry is still in flight."""
-        tp = TP(config.topics.items, partition)
-        end = (await app.consumer.highwaters(tp)).get(tp) or 0
-        deadline = time.monotonic() + timeout_s
-        while catalogue_seen.get(partition, -1) < end - 1:
-            if time.monotonic() > deadline:
-                log.warning("catalogue of partition %d not caught up (at %s of %d) after %.0f s; closing anyway",
-                            partition, catalogue_seen.get(partition), end - 1, timeout_s)
-                catalogue_seen[partition] = end - 1  # e.g. entries applied before a restart: don't wait again
-                return
-            await asyncio.sleep(0.02)
+        """Before a close, let the catalogue agent apply every item entry already published for this partition
+        (directly, or forwarded by another partition): the topics are consumed concurrently, and a close must not
+        see an item without its category just because its catalogue entry is still in flight."""
+        for tp in (TP(config.topics.items, partition), TP(catalogue_rekey_name, partition)):
+            end = (await app.consumer.highwaters(tp)).get(tp) or 0
+            key = (tp.topic, partition)
+            deadline = time.monotonic() + timeout_s
+            while catalogue_seen.get(key, -1) < end - 1:
+                if time.monotonic() > deadline:
+                    log.warning("catalogue %s of partition %d not caught up (at %s of %d) after %.0f s; closing "
+                                "anyway", tp.topic, partition, catalogue_seen.get(key), end - 1, timeout_s)
+                    catalogue_seen[key] = end - 1  # e.g. entries applied before a restart: don't wait again
+                    break
+                await asyncio.sleep(0.02)
 
     @app.agent(interactions)
     async def ingest(stream: faust.StreamT) -> None:
@@ -234,6 +252,7 @@ def build_app(config: WorkerConfig) -> faust.App:
             by_partition: dict[int, list[faust.EventT]] = {}
             for event in batch:
                 by_partition.setdefault(event.message.partition, []).append(event)
+                progress.processed(event.message.tp, event.message.offset)
             for partition, events in by_partition.items():
                 # Table writes go to the changelog partition of "the current event"; in a batch that is the last
                 # event of the whole batch, so point it at this partition's events before writing.
@@ -242,104 +261,159 @@ def build_app(config: WorkerConfig) -> faust.App:
 
     async def _ingest_partition(partition: int, events: list[faust.EventT]) -> None:
         clock = clock_of(partition)
-        before = (clock["closed"], clock["late"], clock["rejected"], clock.get("items"),
-                  None if clock["wm"] is None else config.window.index_of(clock["wm"]))
-        touched: dict[str, OpenWindows] = {}
-
-        def flush_touched() -> None:
-            for key, windows in touched.items():
-                state[key] = windows.to_state()
-            touched.clear()
-
+        before = clock.significant()
+        batch = _PartitionBatch(partition, clock)
         for event in events:
-            if event.message.topic == ticks_name:
-                flush_touched()
-                await _tick(partition, clock, json.loads(event.value)["now_ms"])
-                continue
-            try:
-                results = parse_interactions(event.value)
-            except InvalidEvent as exc:  # the message as a whole is unreadable
-                results = [exc]
-            first_position = event.message.offset * POSITIONS_PER_MESSAGE
-            for index, interaction in enumerate(results):
-                position = first_position + index  # a batch's events share the offset: number them within it
-                fresh = position > clock["off"]
-                if isinstance(interaction, Interaction) and owner_of(interaction.item_id) != partition:
-                    interaction = InvalidEvent(
-                        "wrong_partition", f"item {interaction.item_id[:80]!r} belongs to partition "
-                        f"{owner_of(interaction.item_id)}, the message is in {partition}: key messages by item_id")
-                if isinstance(interaction, InvalidEvent):
-                    if fresh:
-                        await _dead_letter(dlq, event, interaction, index if len(results) > 1 else None)
-                        metrics.rejected += 1
-                        clock["rejected"] += 1
-                        clock["off"] = position
-                        state[f"c/{partition}"] = clock
-                    continue
-                window = config.window.index_of(interaction.ts_ms)
-                if clock["closed"] is not None and window <= clock["closed"]:
-                    if fresh:
-                        clock["late"] += 1
-                        metrics.late += 1
+            topic = event.message.topic
+            if topic == ticks_name:
+                batch.flush_touched()
+                if clock.observe_wall_clock(json.loads(event.value)["now_ms"], config.window):
+                    await _send_mark(batch)
+                await _close_ready(batch)
+            elif topic == rekey_name:
+                message = parse_rekeyed(json.loads(event.value))
+                if isinstance(message, Forwarded):
+                    metrics.forwarded_in += len(message.events)
+                    for position, interaction in message.events:
+                        await _count_forwarded(batch, event, message.source, position, interaction)
                 else:
-                    key = f"o/{partition}/{interaction.item_id}"
-                    windows = touched.get(key)
-                    if windows is None:
-                        records = resident.get(partition)
-                        record = records.get(interaction.item_id) if records is not None else None
-                        # A resident partition holds every record it has: an item missing there is new.
-                        stored = None if records is not None else state.get(key)
-                        if record is None and stored is None and not _tracked(partition, interaction.item_id):
-                            if clock.setdefault("items", 0) >= config.max_items:
-                                if fresh:
-                                    await _dead_letter(dlq, event, InvalidEvent(
-                                        "item_limit", f"partition {partition} already tracks {config.max_items} "
-                                        "items (TRAIL_MAX_ITEMS): events of new items are refused"),
-                                        index if len(results) > 1 else None)
-                                    metrics.rejected += 1
-                                    clock["rejected"] += 1
-                                    clock["off"] = max(position, clock["off"])
-                                continue
-                            clock["items"] += 1
-                        if record is not None:
-                            windows = touched[key] = record.open  # the resident record sees the event too
-                        else:
-                            windows = touched[key] = OpenWindows.from_state(stored)
-                            if records is not None:  # a new item of a resident partition
-                                meta = state.get(f"m/{partition}/{interaction.item_id}") or {}
-                                records[interaction.item_id] = ItemRecord(
-                                    interaction.item_id, meta.get("title", ""), meta.get("cat"), open=windows)
-                                arrived.setdefault(partition, set()).add(interaction.item_id)
-                    if apply_event(windows, interaction, window, position):
-                        metrics.events += 1
-                clock["wm"] = interaction.ts_ms if clock["wm"] is None else max(clock["wm"], interaction.ts_ms)
-                clock["off"] = max(position, clock["off"])
-                if clock["closed"] is None:
-                    clock["closed"] = window - 1
-                closable = config.window.last_closable(clock["wm"])
-                if closable > clock["closed"]:
-                    flush_touched()
-                    for closing in range(clock["closed"] + 1, closable + 1):
-                        await _close(partition, closing, clock)
-        flush_touched()
-        after = (clock["closed"], clock["late"], clock["rejected"], clock.get("items"),
-                 None if clock["wm"] is None else config.window.index_of(clock["wm"]))
-        if after != before:  # the clock is written when it matters: a write per event would halve the speed
-            state[f"c/{partition}"] = clock
+                    batch.flush_touched()
+                    clock.receive_mark(*message)
+                    await _close_ready(batch)
+            else:
+                await _ingest_message(batch, event)
+        batch.flush_touched()
+        await _send_outbox(batch)
+        if clock.significant() != before:  # the clock is written when it matters: a write per event would halve
+            state[f"c/{partition}"] = clock.to_state()  # the speed
+
+    class _PartitionBatch:
+        """One partition's share of a taken batch: records touched (written once at the end) and the events that
+        belong to other partitions, forwarded in order before this partition's next mark."""
+
+        def __init__(self, partition: int, clock: PartitionClock) -> None:
+            self.partition, self.clock = partition, clock
+            self.touched: dict[str, OpenWindows] = {}
+            self.outbox: dict[int, list[tuple[int, Interaction]]] = {}
+
+        def flush_touched(self) -> None:
+            for key, windows in self.touched.items():
+                state[key] = windows.to_state()
+            self.touched.clear()
+
+    async def _ingest_message(batch: _PartitionBatch, event: faust.EventT) -> None:
+        """One message of the partition's own input: one event or a batch of them."""
+        partition, clock = batch.partition, batch.clock
+        try:
+            results = parse_interactions(event.value)
+        except InvalidEvent as exc:  # the message as a whole is unreadable
+            results = [exc]
+        first_position = event.message.offset * POSITIONS_PER_MESSAGE
+        for index, interaction in enumerate(results):
+            position = first_position + index  # a batch's events share the offset: number them within it
+            fresh = position > clock.off
+            batch_index = index if len(results) > 1 else None
+            if isinstance(interaction, InvalidEvent):
+                if fresh:
+                    await _dead_letter(dlq, event, interaction, batch_index)
+                    metrics.rejected += 1
+                    clock.rejected += 1
+                    clock.off = position
+                    state[f"c/{partition}"] = clock.to_state()
+                continue
+            window = config.window.index_of(interaction.ts_ms)
+            if clock.is_late(window):
+                if fresh:
+                    clock.late += 1
+                    metrics.late += 1
+            else:
+                owner = owner_of(interaction.item_id)
+                if owner == partition:
+                    await _count(batch, interaction, window, position, None, fresh,
+                                 lambda: _dead_letter(dlq, event, _ITEM_LIMIT(partition), batch_index))
+                else:  # (re-sent after a crash too: the owner drops what it already applied)
+                    batch.outbox.setdefault(owner, []).append((position, interaction))
+                    metrics.forwarded_out += fresh
+            clock.off = max(position, clock.off)
+            if clock.observe(interaction.ts_ms, window, config.window):
+                batch.flush_touched()
+                await _send_mark(batch)
+                await _close_ready(batch)
+
+    async def _count_forwarded(batch: _PartitionBatch, event: faust.EventT, source: int, position: int,
+                               interaction: Interaction) -> None:
+        """An event another partition received for an item this one owns."""
+        clock = batch.clock
+        fresh = position > clock.forwarded_seen.get(source, -1)
+        window = config.window.index_of(interaction.ts_ms)
+        if clock.closed is not None and window <= clock.closed:
+            return  # a copy re-sent after the source restarted: the window it counted in is already closed
+        source_of = {"topic": config.topics.interactions, "partition": source,
+                     "offset": position // POSITIONS_PER_MESSAGE, "batch_index": position % POSITIONS_PER_MESSAGE}
+        await _count(batch, interaction, window, position, source, fresh, lambda: _dead_letter_raw(
+            dlq, interaction.to_json(), _ITEM_LIMIT(batch.partition), source_of))
+        if fresh:
+            clock.forwarded_seen[source] = position
+
+    def _ITEM_LIMIT(partition: int) -> InvalidEvent:
+        return InvalidEvent("item_limit", f"partition {partition} already tracks {config.max_items} items "
+                            "(TRAIL_MAX_ITEMS): events of new items are refused")
+
+    async def _count(batch: _PartitionBatch, interaction: Interaction, window: int, position: int,
+                     source: int | None, fresh: bool, refuse: Callable[[], Any]) -> None:
+        """Count an event of an item this partition owns (``source``: the partition it was forwarded from)."""
+        partition, clock = batch.partition, batch.clock
+        key = f"o/{partition}/{interaction.item_id}"
+        windows = batch.touched.get(key)
+        if windows is None:
+            records = resident.get(partition)
+            record = records.get(interaction.item_id) if records is not None else None
+            # A resident partition holds every record it has: an item missing there is new.
+            stored = None if records is not None else state.get(key)
+            if record is None and stored is None and not _tracked(partition, interaction.item_id):
+                if clock.items >= config.max_items:
+                    if fresh:
+                        await refuse()
+                        metrics.rejected += 1
+                        clock.rejected += 1
+                    return
+                clock.items += 1
+            if record is not None:
+                windows = batch.touched[key] = record.open  # the resident record sees the event too
+            else:
+                windows = batch.touched[key] = OpenWindows.from_state(stored)
+                if records is not None:  # a new item of a resident partition
+                    meta = state.get(f"m/{partition}/{interaction.item_id}") or {}
+                    records[interaction.item_id] = ItemRecord(
+                        interaction.item_id, meta.get("title", ""), meta.get("cat"), open=windows)
+                    arrived.setdefault(partition, set()).add(interaction.item_id)
+        if apply_event(windows, interaction, window, position, source):
+            metrics.events += 1
+            metrics.direct += source is None
+
+    async def _send_outbox(batch: _PartitionBatch) -> None:
+        for owner, forwarded in batch.outbox.items():
+            for message in forward_messages(batch.partition, forwarded):
+                await rekey.send(value=message, partition=owner)
+        batch.outbox.clear()
+
+    async def _send_mark(batch: _PartitionBatch) -> None:
+        """This partition's new mark to every other one, after the events it forwarded up to here."""
+        await _send_outbox(batch)
+        mark = mark_message(batch.partition, batch.clock.own_mark())
+        for other in range(partitions):
+            if other != batch.partition:
+                await rekey.send(value=mark, partition=other)
+
+    async def _close_ready(batch: _PartitionBatch) -> None:
+        windows = batch.clock.windows_to_close(partitions)
+        if windows:
+            batch.flush_touched()
+            for index in windows:
+                await _close(batch.partition, index, batch.clock)
 
     def _tracked(partition: int, item_id: str) -> bool:
         return item_id in resident.get(partition, {}) or f"t/{partition}/{item_id}" in state
-
-    async def _tick(partition: int, clock: dict[str, Any], now_ms: int) -> None:
-        """Live mode: the wall clock is a lower bound of event time; close what it says is over."""
-        if clock["closed"] is None:
-            return  # nothing seen yet on this partition: no window to close
-        clock["wm"] = now_ms if clock["wm"] is None else max(clock["wm"], now_ms)
-        closed_before = clock["closed"]
-        for index in range(clock["closed"] + 1, config.window.last_closable(clock["wm"]) + 1):
-            await _close(partition, index, clock)
-        if clock["closed"] != closed_before:
-            state[f"c/{partition}"] = clock
 
     if config.close_on_wall_clock:
 
@@ -353,7 +427,7 @@ def build_app(config: WorkerConfig) -> faust.App:
     resident: dict[int, dict[str, ItemRecord]] = {}  # partition → its item records, read from the table once
     arrived: dict[int, set[str]] = {}  # partition → items that became resident since its last close
 
-    async def _close(partition: int, index: int, clock: dict[str, Any]) -> None:
+    async def _close(partition: int, index: int, clock: PartitionClock) -> None:
         started = time.monotonic()
         records = resident.get(partition)
         if records is None:
@@ -378,13 +452,14 @@ def build_app(config: WorkerConfig) -> faust.App:
                 if record is not None and record.trend is not None:
                     state[f"t/{partition}/{item_id}"] = record.trend_state()
         written = time.monotonic()
-        stats = WindowStats(counted=sum(w.count for w in result.windows), late=clock["late"],
-                            rejected=clock["rejected"], items_tracked=len(result.windows))
+        late, rejected = clock.report_stats(index)
+        stats = WindowStats(counted=sum(w.count for w in result.windows), late=late, rejected=rejected,
+                            items_tracked=len(result.windows))
         report = PartitionReport(partition, result.summary, result.candidates, stats, int(time.time() * 1000))
         await summaries.send(key=str(partition).encode(), value=report.to_dict())
-        clock["closed"] = index
-        clock["late"] = clock["rejected"] = 0
-        clock["items"] = len(result.windows)
+        clock.closed = index
+        clock.items = len(result.windows)
+        state[f"c/{partition}"] = clock.to_state()
         metrics.items_tracked[partition] = len(result.windows)
         metrics.windows_closed += 1
         metrics.close_seconds.append(time.monotonic() - started)
@@ -409,26 +484,59 @@ def build_app(config: WorkerConfig) -> faust.App:
             records[item_id] = record
         return records
 
+    merger = WindowMerger(partitions, config.window, config.n_candidates, config.top_k,
+                          board_size=config.trend.board_size)
+    merger_store = MergerStore(merger_state)
+    merger_loaded = [False]  # re-read from the table after any rebalance (the partition may have moved)
+
     @app.agent(summaries)
     async def merge(stream: faust.StreamT) -> None:
-        merger = WindowMerger(partitions, config.window, config.n_candidates, config.top_k)
-        async for payload in stream:
-            merger.load_state(merger_state.get("merger"))
+        async for event in stream.events():
+            payload = event.value
+            if not merger_loaded[0]:
+                merger_store.load(merger)
+                merger_loaded[0] = True
             report = PartitionReport.from_dict(payload)
+            if merger.accept(report):
+                merger_store.save_report(report)
             # model calls take seconds: off the event loop, so ingestion and the web views keep going meanwhile
-            records = await asyncio.get_running_loop().run_in_executor(
-                scoring, merger.add, report, backend, fallback)
+            progress.busy_since = time.monotonic()
+            try:
+                records = await asyncio.get_running_loop().run_in_executor(
+                    scoring, merger.publish_ready, backend, fallback)
+            finally:
+                progress.busy_since = None
             for record in records:
-                await trending.send(key=str(record["window"]["index"]).encode(), value=record)
+                # wait for the broker's acknowledgement: a list is published, or the worker stops saying why
+                await (await trending.send(key=str(record["window"]["index"]).encode(), value=record))
                 merger_state["latest"] = record  # durable: the page shows it again after a restart
                 metrics.published += 1
                 metrics.fallbacks += bool(record["scorer"]["fallback"])
                 metrics.last_latency_ms = record["stats"]["latency_ms"]
-            merger_state["merger"] = merger.to_state()
+            merger_store.save_published(merger, records)
+            progress.processed(event.message.tp, event.message.offset)
 
     @app.timer(1.0)
     async def sample_rates() -> None:
         metrics.sample()
+
+    @app.timer(5.0)
+    async def check_progress() -> None:
+        """Streams with messages waiting that do not move make the worker not ready (see streams/progress.py)."""
+        delivery.check_sender()
+        assigned = [tp for tp in app.consumer.assignment() if not tp.topic.endswith("-changelog")
+                    and "__assignor" not in tp.topic]
+        if not assigned or not app.tables.recovery.completed.is_set():
+            return
+        try:
+            ends = await asyncio.wait_for(app.consumer.highwaters(*assigned), timeout=5.0)
+        except (asyncio.TimeoutError, Exception) as exc:  # the broker may be away for a moment: check again later
+            log.debug("progress check skipped: %r", exc)
+            return
+        stalled = progress.check(ends)
+        if stalled:
+            log.warning("streams not moving for %.0f s with messages waiting: %s", config.stall_after_s,
+                        ", ".join(f"{tp.topic}[{tp.partition}]" for tp in stalled))
 
     @app.page("/")
     async def page_view(web: Any, request: Any) -> Any:
@@ -441,8 +549,9 @@ def build_app(config: WorkerConfig) -> faust.App:
 
     @app.page("/health")
     async def health_view(web: Any, request: Any) -> Any:
-        ready = app.tables.recovery.completed.is_set() and not app.rebalancing
-        return web.json({"status": "ok", "ready": ready, "windows_published": metrics.published,
+        stalled = [f"{tp.topic}[{tp.partition}]" for tp in progress.stalled]
+        ready = app.tables.recovery.completed.is_set() and not app.rebalancing and not stalled
+        return web.json({"status": "ok", "ready": ready, "stalled": stalled, "windows_published": metrics.published,
                          "scorer": backend.info.name, "events_per_second": round(metrics.events_per_second, 1)})
 
     @app.page("/metrics")
@@ -472,11 +581,15 @@ async def _dead_letter(dlq: faust.TopicT, event: faust.EventT, error: InvalidEve
                        batch_index: int | None = None) -> None:
     message = event.message
     raw = event.value if isinstance(event.value, bytes) else bytes(str(event.value), "utf-8")
+    await _dead_letter_raw(dlq, raw, error, {"topic": message.topic, "partition": message.partition,
+                                             "offset": message.offset, "batch_index": batch_index})
+
+
+async def _dead_letter_raw(dlq: faust.TopicT, raw: bytes, error: InvalidEvent, source: dict[str, Any]) -> None:
     await dlq.send(value={
         "reason": error.reason,
         "error": error.message,
-        "source": {"topic": message.topic, "partition": message.partition, "offset": message.offset,
-                   "batch_index": batch_index},
+        "source": source,
         "original_base64": base64.b64encode(raw).decode(),
         "original_text": raw.decode("utf-8", errors="replace")[:4096],
         "rejected_at_ms": int(time.time() * 1000),

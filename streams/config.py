@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from trail.signals import TrendConfig
 from trail.windows import WindowSpec, parse_duration
 
+from .progress import STALL_AFTER_S
 from .settings import KafkaSettings, TopicNames, setting_reader
 
 __all__ = ["WorkerConfig"]
@@ -34,14 +35,16 @@ class WorkerConfig:
     batch_size: int = 2000  # TRAIL_BATCH: events taken per batch (each item's record is written once per batch)
     max_items: int = 1_000_000  # TRAIL_MAX_ITEMS: items tracked per partition; events of new items beyond go to the DLQ
     log_format: str = "text"  # TRAIL_LOG_FORMAT: text | json (one JSON object per line, for log shippers)
+    replication_factor: int = 1  # TRAIL_REPLICATION_FACTOR: of the worker's internal topics and changelogs
+    stall_after_s: float = STALL_AFTER_S  # TRAIL_STALL_AFTER: /health not ready when waiting input is this still
 
     def __post_init__(self) -> None:
         if self.n_candidates < 1 or self.top_k < 1:
             raise ValueError("TRAIL_CANDIDATES and TRAIL_TOP_K must be >= 1")
         if self.top_k > self.n_candidates:
             raise ValueError(f"TRAIL_TOP_K ({self.top_k}) cannot exceed TRAIL_CANDIDATES ({self.n_candidates})")
-        if self.max_items < 1 or self.batch_size < 1:
-            raise ValueError("TRAIL_MAX_ITEMS and TRAIL_BATCH must be >= 1")
+        if self.max_items < 1 or self.batch_size < 1 or self.replication_factor < 1:
+            raise ValueError("TRAIL_MAX_ITEMS, TRAIL_BATCH and TRAIL_REPLICATION_FACTOR must be >= 1")
         if self.log_format not in ("text", "json"):
             raise ValueError(f"TRAIL_LOG_FORMAT must be text or json, got {self.log_format!r}")
 
@@ -76,4 +79,6 @@ class WorkerConfig:
             batch_size=int(env("TRAIL_BATCH", str(defaults.batch_size))),
             max_items=int(env("TRAIL_MAX_ITEMS", str(defaults.max_items))),
             log_format=env("TRAIL_LOG_FORMAT", defaults.log_format),
+            replication_factor=int(env("TRAIL_REPLICATION_FACTOR", str(defaults.replication_factor))),
+            stall_after_s=float(env("TRAIL_STALL_AFTER", str(defaults.stall_after_s))),
         )

@@ -1,23 +1,24 @@
 """The global step of a window: merge every partition's summary, score, explain, check, build the record.
 
-Pure logic over plain data (the Faust merger agent stores :meth:`WindowMerger.to_state` in a table and feeds it
-the summaries it consumes), so it is tested without a broker and behaves identically whatever the partitioning.
+Pure logic over plain data, so it is tested without a broker and behaves identically whatever the partitioning.
+The Faust merger agent keeps its durable state with :class:`MergerStore`: one table key per pending partition
+report, plus the small board and the last published window. No value grows with the backlog of pending windows.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, MutableMapping, Sequence
 
 from serving.backend import Backend, BackendUnavailable
 from trail.events import format_ts
 from trail.explain import Forecast, check, compose
-from trail.signals import PartitionSummary, TrendSignals, WindowBoard, signals_for
+from trail.signals import PartitionSummary, TrendConfig, TrendSignals, WindowBoard, signals_for
 from trail.tracker import Candidate, WindowStats, select_candidates
 from trail.windows import WindowSpec
 
-__all__ = ["PartitionReport", "WindowMerger", "SIGNALS_SHOWN"]
+__all__ = ["MergerStore", "PartitionReport", "WindowMerger", "SIGNALS_SHOWN"]
 
 SIGNALS_SHOWN = ("count", "previous_count", "acceleration", "history", "momentum", "zscore", "level_ratio",
                  "distinct_users", "age_windows", "forecast", "rank", "previous_rank", "rank_change",
@@ -58,16 +59,32 @@ class WindowMerger:
     spec: WindowSpec
     n_candidates: int
     top_k: int
-    board: WindowBoard = field(default_factory=WindowBoard)
+    board_size: int = TrendConfig.board_size  # TRAIL_BOARD_SIZE: global ranks use the partitions' board size
+    board: WindowBoard = field(init=False)
     pending: dict[int, dict[int, dict[str, Any]]] = field(default_factory=dict)  # window → partition → report
     published_through: int | None = None
 
+    def __post_init__(self) -> None:
+        self.board = WindowBoard(board_size=self.board_size)
+
     def add(self, report: PartitionReport, backend: Backend, fallback: Backend) -> list[dict[str, Any]]:
         """Take one report (duplicates after a crash are ignored); return the records now complete, in order."""
+        self.accept(report)
+        return self.publish_ready(backend, fallback)
+
+    def accept(self, report: PartitionReport) -> bool:
+        """Hold ``report`` until its window is complete; False for a duplicate or an already published window."""
         window = report.summary.window_index
         if self.published_through is not None and window <= self.published_through:
-            return []
-        self.pending.setdefault(window, {}).setdefault(report.partition, report.to_dict())
+            return False
+        reports = self.pending.setdefault(window, {})
+        if report.partition in reports:
+            return False
+        reports[report.partition] = report.to_dict()
+        return True
+
+    def publish_ready(self, backend: Backend, fallback: Backend) -> list[dict[str, Any]]:
+        """The records of every window that all partitions have reported, in window order."""
         records = []
         while self.pending:
             next_window = min(self.pending)
@@ -150,3 +167,51 @@ class WindowMerger:
         self.board = WindowBoard.from_state(state["board"])
         self.pending = {int(w): {int(p): r for p, r in reports.items()} for w, reports in state["pending"].items()}
         self.published_through = state["published_through"]
+
+
+class MergerStore:
+    """The merger's durable state in a table, each value bounded: ``r/<window>/<partition>`` per pending report
+    (deleted once its window is published), ``board`` (the last window's global ranks, at most the board size) and
+    ``published`` (the last window published). A pending backlog adds keys, never grows a value."""
+
+    REPORT_PREFIX = "r/"
+
+    def __init__(self, table: MutableMapping[str, Any]) -> None:
+        self.table = table
+
+    @classmethod
+    def report_key(cls, window: int, partition: int) -> str:
+        return f"{cls.REPORT_PREFIX}{window}/{partition}"
+
+    def load(self, merger: WindowMerger) -> None:
+        """Restore ``merger`` from the table (once per assignment of the merger's partition)."""
+        board = self.table.get("board")
+        if board:
+            merger.board = WindowBoard.from_state(board)
+        merger.published_through = self.table.get("published")
+        merger.pending = {}
+        for window, partition, report in self._reports():
+            if merger.published_through is None or window > merger.published_through:
+                merger.pending.setdefault(window, {})[partition] = report
+
+    def save_report(self, report: PartitionReport) -> None:
+        self.table[self.report_key(report.summary.window_index, report.partition)] = report.to_dict()
+
+    def save_published(self, merger: WindowMerger, records: Sequence[Mapping[str, Any]]) -> None:
+        """After ``records`` were sent: the new board and position, then the merged reports' keys go."""
+        if not records:
+            return
+        self.table["board"] = merger.board.to_state()
+        self.table["published"] = merger.published_through
+        for record in records:
+            window = int(record["window"]["index"])
+            for partition in range(merger.partitions):
+                key = self.report_key(window, partition)
+                if key in self.table:
+                    del self.table[key]
+
+    def _reports(self) -> Iterator[tuple[int, int, dict[str, Any]]]:
+        for key, value in list(self.table.items()):
+            if isinstance(key, str) and key.startswith(self.REPORT_PREFIX) and value is not None:
+                window, _, partition = key[len(self.REPORT_PREFIX):].partition("/")
+                yield int(window), int(partition), value

@@ -21,6 +21,10 @@ class Metrics:
     windows_closed: int = 0
     published: int = 0
     fallbacks: int = 0
+    direct: int = 0  # events counted by the partition they arrived on (the producer partitioned by murmur2)
+    forwarded_out: int = 0  # events this worker's partitions forwarded to the partition owning their item
+    forwarded_in: int = 0  # forwarded events received (counted unless a copy re-sent after a restart)
+    catalogue_forwarded: int = 0
     last_latency_ms: float = 0.0
     close_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=100))
     items_tracked: dict[int, int] = field(default_factory=dict)  # per partition, as of its last window close
@@ -52,6 +56,15 @@ class Metrics:
             f"trail_dlq_total {self.rejected}",
             "# HELP trail_late_events_total events for already closed windows (dropped, counted here)",
             "# TYPE trail_late_events_total counter", f"trail_late_events_total {self.late}",
+            "# HELP trail_events_routed_total events by path: counted where they arrived (direct), or forwarded by"
+            " the partition that received them to the one owning their item (a producer not partitioning by"
+            " murmur2 of item_id)", "# TYPE trail_events_routed_total counter",
+            f'trail_events_routed_total{{path="direct"}} {self.direct}',
+            f'trail_events_routed_total{{path="forwarded"}} {self.forwarded_out}',
+            "# TYPE trail_forwarded_events_received_total counter",
+            f"trail_forwarded_events_received_total {self.forwarded_in}",
+            "# TYPE trail_catalogue_forwarded_total counter",
+            f"trail_catalogue_forwarded_total {self.catalogue_forwarded}",
             "# TYPE trail_partition_windows_closed_total counter",
             f"trail_partition_windows_closed_total {self.windows_closed}",
             "# TYPE trail_windows_published_total counter", f"trail_windows_published_total {self.published}",

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from localstack import free_port
+from localstack.process import STOP_GRACE_S
 from streams.kafka_io import read_topic
 from streams.settings import KafkaSettings
 
@@ -68,7 +69,7 @@ class Worker:
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
 
-    def stop(self, timeout_s: float = 30) -> None:
+    def stop(self, timeout_s: float = STOP_GRACE_S) -> None:
         if self.process is None or self.process.poll() is not None:
             return
         os.killpg(self.process.pid, signal.SIGTERM)

@@ -12,7 +12,7 @@ import jsonschema
 
 from serving.backend import BackendUnavailable, ModelInfo
 from serving.baseline import BaselineBackend
-from streams.merge import PartitionReport, WindowMerger
+from streams.merge import MergerStore, PartitionReport, WindowMerger
 from trail.events import Interaction
 from trail.explain import Forecast, counterfactual
 from trail.signals import TrendConfig, TrendSignals
@@ -101,3 +101,42 @@ def test_an_unavailable_scorer_falls_back_to_the_baseline_flagged() -> None:
     records = [r for report in _reports(100) for r in merger.add(report, DownModel(), BaselineBackend())]
     assert records[0]["scorer"] == {"name": "baseline-ema", "version": "1", "backend": "baseline", "fallback": True}
     assert len(records[0]["items"]) == 5
+
+
+def test_the_merger_store_keeps_one_bounded_value_per_pending_report_and_restores_exactly() -> None:
+    table: dict[str, object] = {}
+    store = MergerStore(table)
+    merger = WindowMerger(3, SPEC, 20, 5)
+    sizes = []
+    for window in range(100, 110):  # partition 2 lags: ten windows wait with two reports each
+        for report in _reports(window, partitions=3)[:2]:
+            assert merger.accept(report)
+            store.save_report(report)
+            sizes.append(max(len(json.dumps(v)) for v in table.values()))
+        assert merger.publish_ready(BaselineBackend(), BaselineBackend()) == []
+    assert len(table) == 20 and max(sizes) < 1.5 * sizes[0]  # one key per report: no value grows
+    assert not merger.accept(_reports(100, partitions=3)[0])  # a duplicate after a crash
+
+    restored = WindowMerger(3, SPEC, 20, 5)
+    MergerStore(json.loads(json.dumps(table))).load(restored)
+    def canonical(pending: dict) -> dict:
+        return {w: {p: json.dumps(r, sort_keys=True) for p, r in reports.items()} for w, reports in pending.items()}
+
+    assert canonical(restored.pending) == canonical(merger.pending) and len(restored.pending) == 10
+    published = []
+    for window in range(100, 110):
+        report = _reports(window, partitions=3)[2]
+        restored.accept(report)
+        records = restored.publish_ready(BaselineBackend(), BaselineBackend())
+        store.save_published(restored, records)
+        published += [r["window"]["index"] for r in records]
+    assert published == list(range(100, 110))
+    assert set(table) == {"board", "published"} and table["published"] == 109  # merged reports deleted
+
+
+def test_the_global_board_uses_the_configured_board_size() -> None:
+    merger = WindowMerger(2, SPEC, 20, 5, board_size=3)
+    for window in (100, 101):
+        for report in _reports(window):
+            merger.add(report, BaselineBackend(), BaselineBackend())
+    assert merger.board.board_size == 3 and sorted(merger.board.ranks.values()) == [1, 2, 3]

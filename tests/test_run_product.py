@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -28,7 +28,7 @@ from streams.settings import KafkaSettings
 from trail.windows import WindowSpec, parse_duration
 from training.datasets import open_dataset
 
-from .conftest import ARTIFACTS, PROJECT_ROOT
+from .conftest import ARTIFACTS, PROJECT_ROOT, kill_processes_with
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -63,7 +63,11 @@ class RunProcess:
             return self.process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             self.process.send_signal(signal.SIGINT)  # what Ctrl-C does
-            self.process.wait(timeout=120)
+            try:
+                self.process.wait(timeout=90)  # each child it stops gets 15 s before SIGKILL
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
             raise AssertionError(f"trail run did not stop by itself in {timeout_s} s:\n{self.output()[-4000:]}")
 
 
@@ -146,6 +150,13 @@ def run_env(tmp_path_factory: pytest.TempPathFactory, shipped_export) -> dict[st
     return {**os.environ, "TRAIL_KAFKA_PORT": str(free_port()), "TRAIL_KAFKA_CONTROLLER_PORT": str(free_port()),
             "TRAIL_KAFKA_DATA_DIR": str(root / "kafka"), "TRAIL_MODEL_REPOSITORY": str(repository),
             "TRAIL_RUN_MARKER": str(root), "TRAIL_ROOT": str(root)}
+
+
+@pytest.fixture(autouse=True)
+def _stop_what_a_failed_test_left(run_env: dict[str, str]) -> Iterator[None]:
+    """A test that fails mid-run (an assertion, a timeout) leaves its `trail run` and children: stop them all."""
+    yield
+    kill_processes_with(run_env["TRAIL_RUN_MARKER"])
 
 
 def _args(env: dict[str, str], web_port: int, max_windows: int | None = None) -> list[str]:

@@ -43,23 +43,43 @@ _USERS_PROTOTYPE = sketch.NUnique(error_rate=0.13, seed=7)
 
 @dataclass
 class OpenWindows:
-    """An item's counts in the windows not closed yet, and the last source offset applied to them. This is the
-    only state an event touches, so it is kept small and separate from the River state."""
+    """An item's counts in the windows not closed yet, and the last source position applied to them. This is the
+    only state an event touches, so it is kept small and separate from the River state.
+
+    ``applied_offset`` is the position of the last event applied from the item's own partition; events another
+    partition forwarded (a producer that partitions differently) are positioned in that partition, so each such
+    source has its own high-water mark in ``forwarded``."""
 
     counts: dict[int, float] = field(default_factory=dict)  # window index → weighted count
     users: dict[int, list[int]] = field(default_factory=dict)  # window index → HyperLogLog registers
     applied_offset: int = -1
+    forwarded: dict[int, int] = field(default_factory=dict)  # source partition → last position applied from it
 
     def to_state(self) -> dict[str, Any]:
-        return {"c": {str(w): c for w, c in self.counts.items()}, "u": {str(w): r for w, r in self.users.items()},
-                "off": self.applied_offset}
+        state = {"c": {str(w): c for w, c in self.counts.items()}, "u": {str(w): r for w, r in self.users.items()},
+                 "off": self.applied_offset}
+        if self.forwarded:
+            state["fwd"] = {str(source): position for source, position in self.forwarded.items()}
+        return state
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any] | None) -> "OpenWindows":
         if not state:
             return cls()
         return cls({int(w): float(c) for w, c in state["c"].items()},
-                    {int(w): list(r) for w, r in state["u"].items()}, int(state["off"]))
+                   {int(w): list(r) for w, r in state["u"].items()}, int(state["off"]),
+                   {int(source): int(position) for source, position in state.get("fwd", {}).items()})
+
+    def already_applied(self, position: int, source: int | None = None) -> bool:
+        if source is None:
+            return position <= self.applied_offset
+        return position <= self.forwarded.get(source, -1)
+
+    def mark_applied(self, position: int, source: int | None = None) -> None:
+        if source is None:
+            self.applied_offset = position
+        else:
+            self.forwarded[source] = position
 
 
 @dataclass
@@ -112,13 +132,14 @@ class ItemRecord:
 
 
 def apply_event(record: ItemRecord | OpenWindows, event: Interaction, window_index: int,
-                offset: int | None = None) -> bool:
-    """Count ``event`` in its window; False (and nothing changes) when ``offset`` was already applied."""
+                offset: int | None = None, source: int | None = None) -> bool:
+    """Count ``event`` in its window; False (and nothing changes) when its position (``offset``, in the item's own
+    partition, or in ``source`` for a forwarded event) was already applied."""
     windows = record.open if isinstance(record, ItemRecord) else record
     if offset is not None:
-        if offset <= windows.applied_offset:
+        if windows.already_applied(offset, source):
             return False
-        windows.applied_offset = offset
+        windows.mark_applied(offset, source)
     windows.counts[window_index] = windows.counts.get(window_index, 0.0) + event.weight
     if event.user_id is not None:
         registers = windows.users.get(window_index)
