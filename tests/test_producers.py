@@ -77,6 +77,12 @@ def _publish_console_producer(bootstrap: str, topic: str, keyed_values: list[tup
     assert done.returncode == 0, done.stderr.decode()[-2000:]
 
 
+def _samples(text: str) -> dict[str, float]:
+    """Prometheus text → {metric with labels: value}."""
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line and not line.startswith("#")}
+
+
 def test_events_from_librdkafka_kafka_python_and_the_console_producer_all_count(
         kafka: KafkaEndpoint, retail: OnlineRetail, tmp_path: Path) -> None:
     offline = {w.index: w for w in replay_windows(islice(retail.interactions(), EVENTS), WindowSpec.parse("7d"),
@@ -105,11 +111,11 @@ def test_events_from_librdkafka_kafka_python_and_the_console_producer_all_count(
             assert all(item["title"] == signals[item["item_id"]].title for item in record["items"])
         dead = list(read_topic(KafkaSettings(kafka.bootstrap_servers), topics.dlq, idle_timeout_s=2))
         assert dead == []
-        metrics = worker.get("/metrics")
-        routed = {path: float(metrics.split(f'trail_events_routed_total{{path="{path}"}} ')[1].split()[0])
-                  for path in ("direct", "forwarded")}
-        print(f"routed: {routed}")
+        metrics = _samples(worker.get("/metrics"))
+        routed = {path: metrics[f'trail_events_routed_total{{path="{path}"}}'] for path in ("direct", "forwarded")}
+        print(f"routed: {routed}, catalogue forwarded: {metrics['trail_catalogue_forwarded_total']}")
         assert routed["direct"] > 0 and routed["forwarded"] > 0
-        assert float(metrics.split("trail_catalogue_forwarded_total ")[1].split()[0]) > 0
+        assert routed["direct"] + routed["forwarded"] == EVENTS
+        assert metrics["trail_catalogue_forwarded_total"] > 0
     finally:
         worker.stop()
