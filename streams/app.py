@@ -109,22 +109,46 @@ def _partition_count(config: WorkerConfig) -> int:
     return len(partitions)
 
 
-def _ensure_topic(config: WorkerConfig, name: str, partitions: int, retention_ms: int) -> None:
-    """Create an internal topic before Faust subscribes to it (Faust only declares the ones it produces to)."""
+def _ensure_topics(config: WorkerConfig, topics: dict[str, tuple[int, int]], wait_s: float = 60.0) -> None:
+    """Create the worker's internal topics (name → partitions, retention ms) and wait until every partition has a
+    leader, before Faust subscribes. A topic Faust would create itself on first use may not be in the metadata
+    yet when the consumer group assigns partitions: Faust then logs "Ignoring missing topic" and the agent that
+    reads it gets no partition — on a fresh broker the merger never saw a summary and no list was published."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
     admin = KafkaAdminClient(**config.kafka.client_config(), client_id="trail-worker")
     try:
-        if name not in admin.list_topics():
+        existing = set(admin.list_topics())
+        new = [NewTopic(name, partitions, config.replication_factor, topic_configs={"retention.ms": str(retention)})
+               for name, (partitions, retention) in topics.items() if name not in existing]
+        if new:
             try:
-                admin.create_topics([NewTopic(name, partitions, config.replication_factor,
-                                              topic_configs={"retention.ms": str(retention_ms)})])
-            except TopicAlreadyExistsError:
+                admin.create_topics(new)
+            except TopicAlreadyExistsError:  # another worker of the app created them meanwhile
                 pass
+        deadline = time.monotonic() + wait_s
+        while True:
+            described = {t["topic"] if "topic" in t else t.get("name"): t for t in admin.describe_topics(list(topics))}
+            missing = [name for name, (partitions, _) in topics.items()
+                       if not _has_leaders(described.get(name), partitions)]
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"internal topics {missing} have no leader for every partition after "
+                                   f"{wait_s:.0f} s (is the cluster healthy?)")
+            time.sleep(0.2)
     finally:
         admin.close()
+
+
+def _has_leaders(description: dict[str, Any] | None, partitions: int) -> bool:
+    if not description or description.get("error_code", 0) != 0:
+        return False
+    found = description.get("partitions") or []
+    leaders = [p.get("leader", p.get("leader_id", -1)) for p in found]
+    return len(found) == partitions and all(leader is not None and leader >= 0 for leader in leaders)
 
 
 def build_app(config: WorkerConfig) -> faust.App:
@@ -168,9 +192,9 @@ def build_app(config: WorkerConfig) -> faust.App:
     # Events and catalogue entries a producer put on a partition that does not own their item are forwarded to
     # the owner over these (streams/routing.py); marks travel there too (streams/partition_clock.py).
     rekey_name, catalogue_rekey_name = f"{config.app_id}-rekeyed", f"{config.app_id}-items-rekeyed"
-    _ensure_topic(config, ticks_name, partitions, retention_ms=3_600_000)
-    _ensure_topic(config, rekey_name, partitions, retention_ms=REKEY_RETENTION_MS)
-    _ensure_topic(config, catalogue_rekey_name, partitions, retention_ms=REKEY_RETENTION_MS)
+    _ensure_topics(config, {ticks_name: (partitions, 3_600_000), rekey_name: (partitions, REKEY_RETENTION_MS),
+                            catalogue_rekey_name: (partitions, REKEY_RETENTION_MS),
+                            config.summaries_topic: (1, REKEY_RETENTION_MS)})
     interactions = app.topic(config.topics.interactions, ticks_name, rekey_name, key_serializer="raw",
                              value_serializer="raw")
     ticks = app.topic(ticks_name, key_serializer="raw", value_serializer="json", partitions=partitions, internal=True)

@@ -37,13 +37,18 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafkaClus
         nodes.stop()
 
 
-def _publish(bootstrap: str, topic: str, start: int, stop: int) -> None:
-    """Events start..stop of the dataset, keyed by item, acks=all, retried through a leader election."""
+def _publish(bootstrap: str, topics: TopicNames, start: int, stop: int) -> None:
+    """Events start..stop of the dataset (the catalogue first), keyed by item, acks=all, retried through a leader
+    election."""
     retail = OnlineRetail(DATASETS / "online_retail" / "online_retail.csv.gz")
     with Publisher(KafkaSettings(bootstrap), retries=100, retry_backoff_ms=300,
                    request_timeout_ms=10_000) as publisher:
+        if start == 0:
+            for meta in retail.items():
+                publisher.send(topics.items, meta.item_id, meta.to_json())
+            publisher.flush(timeout_s=180)
         for event in islice(retail.interactions(), start, stop):
-            publisher.send(topic, event.item_id, event.to_json())
+            publisher.send(topics.interactions, event.item_id, event.to_json())
         publisher.flush(timeout_s=180)
 
 
@@ -55,7 +60,7 @@ def _leader_of_most(bootstrap: str, topic: str) -> int:
         (description,) = admin.describe_topics([topic])
     finally:
         admin.close()
-    leaders = Counter(p["leader"] for p in description["partitions"])
+    leaders = Counter(p.get("leader", p.get("leader_id")) for p in description["partitions"])
     return leaders.most_common(1)[0][0]
 
 
@@ -68,17 +73,17 @@ def test_killing_a_broker_then_the_changelog_leader_loses_and_double_counts_noth
     worker = Worker(env, tmp_path / "state", tmp_path / "worker.log").start(timeout_s=180)
     trending = topics.trending
     try:
-        _publish(cluster.bootstrap_servers, topics.interactions, 0, 20_000)
+        _publish(cluster.bootstrap_servers, topics, 0, 20_000)
         read_windows(cluster.bootstrap_servers, trending, 1, workers=(worker,))
 
         cluster.node(2).kill()  # one broker, no shutdown
-        _publish(cluster.bootstrap_servers, topics.interactions, 20_000, 40_000)
+        _publish(cluster.bootstrap_servers, topics, 20_000, 40_000)
         assert len(read_windows(cluster.bootstrap_servers, trending, 3, workers=(worker,))) >= 3  # still going
         cluster.node(2).start()
 
         leader = _leader_of_most(cluster.bootstrap_servers, f"{PREFIX}-app-state-changelog")
         cluster.node(leader).kill()  # the broker leading the state changelog partitions
-        _publish(cluster.bootstrap_servers, topics.interactions, 40_000, EVENTS)
+        _publish(cluster.bootstrap_servers, topics, 40_000, EVENTS)
         cluster.node(leader).start()
 
         windows = read_windows(cluster.bootstrap_servers, trending, len(offline), timeout_s=300, workers=(worker,))
