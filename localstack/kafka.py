@@ -256,15 +256,16 @@ class LocalKafkaCluster:
         voters = ",".join(f"{n + 1}@127.0.0.1:{controller}" for n, (_, controller) in enumerate(ports))
         cluster_id = new_cluster_id()
         replicas = str(min(3, self.size))
+        min_isr = str(min(self.min_insync_replicas, self.size))
         for n, (port, controller) in enumerate(ports):
             self.nodes.append(LocalKafka(
                 data_dir=self.data_dir / f"node{n + 1}", port=port, controller_port=controller, heap=self.heap,
                 node_id=n + 1, voters=voters, cluster_id=cluster_id,
                 extra_properties={"offsets.topic.replication.factor": replicas,
                                   "transaction.state.log.replication.factor": replicas,
-                                  "transaction.state.log.min.isr": str(self.min_insync_replicas),
+                                  "transaction.state.log.min.isr": min_isr,
                                   "default.replication.factor": replicas,
-                                  "min.insync.replicas": str(self.min_insync_replicas)}))
+                                  "min.insync.replicas": min_isr}))
 
     @property
     def bootstrap_servers(self) -> str:

@@ -1,19 +1,22 @@
 """The Faust application: ``faust -A streams.app worker`` (or ``trail worker``).
 
 Agents
-- ``catalogue``: the compacted ``items`` topic → item titles and categories in the state table.
-- ``ingest``: the ``interactions`` topic → validate (bad events to the DLQ with reason and source coordinates)
-  → count in the item's event-time window → when the partition's watermark passes a window's end, close it for
-  every item of the partition (:func:`trail.tracker.close_partition_window`) and send a report to the internal
-  summaries topic.
+- ``catalogue``: the compacted ``items`` topic → item titles and categories in the state table (an entry on a
+  partition that does not own its item is forwarded to the owner over ``<app>-items-rekeyed``).
+- ``ingest``: the ``interactions`` topic, with the co-partitioned ``<app>-rekeyed`` and ``<app>-ticks`` →
+  validate (bad events to the DLQ with reason and source coordinates) → count in the item's event-time window on
+  the partition owning the item (others forward it there: :mod:`streams.routing`) → when every partition's mark
+  has passed a window's end (:mod:`streams.partition_clock`), close it for every item of the partition
+  (:func:`trail.tracker.close_partition_window`) and send a report to the internal summaries topic.
 - ``merge``: the summaries topic (one partition, so one worker merges) → when every partition has reported a
   window: global ranks, candidates, scores, explanations, checks → one record on ``trending-with-explanations``.
+  Its state (:class:`streams.merge.MergerStore`) is one table key per pending report.
 
 State lives in two RocksDB tables with changelogs. ``state`` holds, per partition and item, the open-window
 counts with the last source offset applied to them (``o/<partition>/<item>``, the only key an event touches), the
 River trend state (``t/...``, written when a window closes, for the items it counted) and the catalogue entry (``m/...``; the items topic is
 co-partitioned with interactions), plus the partition clock (``c/<partition>``: watermark, last closed window,
-counters, last source offset seen). All of a partition's keys are written to the same changelog partition, in order, so
+counters, last source offset seen, every partition's latest mark). All of a partition's keys are written to the same changelog partition, in order, so
 any recovered state is a prefix of the writes; with the per-record applied offsets that makes recovery exact.
 
 Each worker keeps its partitions' item records in memory (``resident``: read from the table once per assignment,
@@ -42,7 +45,6 @@ from typing import Any, Callable, Iterator
 import faust
 from faust.streams import _current_event
 from faust.types import TP
-from faust.transport.producer import ProducerBuffer
 
 from serving.backend import Backend, FallbackChain
 from serving.baseline import BaselineBackend
@@ -51,6 +53,7 @@ from serving.triton_backend import TritonBackend, parse_triton_url
 from trail.events import Interaction, InvalidEvent, parse_interactions, parse_item_meta
 from trail.tracker import ItemRecord, OpenWindows, WindowStats, apply_event, close_partition_window
 
+from . import commit_barrier
 from .config import WorkerConfig
 from .delivery import DeliveryWatch
 from .logs import logging_config
@@ -175,9 +178,7 @@ def build_app(config: WorkerConfig) -> faust.App:
         consumer_auto_offset_reset="earliest",
         logging_config=logging_config(config.log_format),
     )
-    # Table writes queue in Faust's producer buffer; at its default bound (100 messages) the stream stalls on
-    # every flush ("producer buffer full"). A larger bound lets changelog writes batch up between commits.
-    ProducerBuffer.max_messages = 10_000
+    commit_barrier.install()  # no offset committed before the table writes made for it are sent
     metrics = Metrics()
     progress = Progress(config.stall_after_s)
     delivery = DeliveryWatch(app)
@@ -217,7 +218,13 @@ def build_app(config: WorkerConfig) -> faust.App:
         clock = clocks.get(partition)
         if clock is None:
             clock = clocks[partition] = PartitionClock.from_state(partition, state.get(f"c/{partition}"))
+            if clock.own_closable is not None:
+                # the mark sent before a crash may not have reached the others (marks merge as a maximum, so
+                # repeating one is harmless): say it again before anything else
+                remark.add(partition)
         return clock
+
+    remark: set[int] = set()  # partitions whose clock was just loaded: their mark is sent again
 
     @app.on_partitions_revoked.connect
     async def forget_caches(app: faust.App, revoked: Any, **kwargs: Any) -> None:
@@ -226,6 +233,8 @@ def build_app(config: WorkerConfig) -> faust.App:
         resident.clear()
         arrived.clear()
         merger_loaded[0] = False
+        catalogue_seen.clear()
+        progress.forget()
 
     @app.agent(items_topic)
     async def catalogue(stream: faust.StreamT) -> None:
@@ -287,6 +296,9 @@ def build_app(config: WorkerConfig) -> faust.App:
         clock = clock_of(partition)
         before = clock.significant()
         batch = _PartitionBatch(partition, clock)
+        if partition in remark:
+            remark.discard(partition)
+            await _send_mark(batch)
         for event in events:
             topic = event.message.topic
             if topic == ticks_name:
@@ -415,19 +427,22 @@ def build_app(config: WorkerConfig) -> faust.App:
             metrics.events += 1
             metrics.direct += source is None
 
-    async def _send_outbox(batch: _PartitionBatch) -> None:
-        for owner, forwarded in batch.outbox.items():
-            for message in forward_messages(batch.partition, forwarded):
-                await rekey.send(value=message, partition=owner)
+    async def _send_outbox(batch: _PartitionBatch) -> list[Any]:
+        """Forward the events that belong to other partitions; returns the sends' delivery futures."""
+        sent = [await rekey.send(value=message, partition=owner) for owner, forwarded in batch.outbox.items()
+                for message in forward_messages(batch.partition, forwarded)]
         batch.outbox.clear()
+        return sent
 
     async def _send_mark(batch: _PartitionBatch) -> None:
-        """This partition's new mark to every other one, after the events it forwarded up to here."""
-        await _send_outbox(batch)
+        """This partition's new mark to every other one, after the events it forwarded up to here — acknowledged
+        before the moved clock can be written: the clock judges older events late from now on, so a redelivered
+        event would no longer be forwarded, and a mark lost after the clock is stored would never be re-sent."""
+        sent = await _send_outbox(batch)
         mark = mark_message(batch.partition, batch.clock.own_mark())
-        for other in range(partitions):
-            if other != batch.partition:
-                await rekey.send(value=mark, partition=other)
+        sent += [await rekey.send(value=mark, partition=other)
+                 for other in range(partitions) if other != batch.partition]
+        await asyncio.gather(*sent)
 
     async def _close_ready(batch: _PartitionBatch) -> None:
         windows = batch.clock.windows_to_close(partitions)
@@ -480,7 +495,8 @@ def build_app(config: WorkerConfig) -> faust.App:
         stats = WindowStats(counted=sum(w.count for w in result.windows), late=late, rejected=rejected,
                             items_tracked=len(result.windows))
         report = PartitionReport(partition, result.summary, result.candidates, stats, int(time.time() * 1000))
-        await summaries.send(key=str(partition).encode(), value=report.to_dict())
+        # acknowledged before the clock records the close: a report lost after that would block the merger
+        await (await summaries.send(key=str(partition).encode(), value=report.to_dict()))
         clock.closed = index
         clock.items = len(result.windows)
         state[f"c/{partition}"] = clock.to_state()
@@ -610,14 +626,14 @@ async def _dead_letter(dlq: faust.TopicT, event: faust.EventT, error: InvalidEve
 
 
 async def _dead_letter_raw(dlq: faust.TopicT, raw: bytes, error: InvalidEvent, source: dict[str, Any]) -> None:
-    await dlq.send(value={
+    await (await dlq.send(value={
         "reason": error.reason,
         "error": error.message,
         "source": source,
         "original_base64": base64.b64encode(raw).decode(),
         "original_text": raw.decode("utf-8", errors="replace")[:4096],
         "rejected_at_ms": int(time.time() * 1000),
-    })
+    }))  # acknowledged before the clock counts the rejection as done: a redelivered event is not sent again
 
 
 def _credentials(config: WorkerConfig) -> Any:

@@ -3,26 +3,23 @@
 Faust sends table changelog writes (and ``topic.send`` without waiting) in the background; when the broker
 rejects one for good (after the producer's own retries of retriable errors), Faust only logs a warning and the
 exception sits in a future nobody reads. The worker then goes on with state that is not durable, or silently
-loses a report the merger waits for. This sensor turns that into a stop with one clear error line, so that
+loses a report the merger waits for. This sensor turns that into an immediate exit with one clear error line, so that
 ``trail run`` (or a supervisor) sees a failed worker instead of one that looks healthy and publishes nothing.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import threading
 from typing import Any
 
 from faust.sensors import Sensor
 
-__all__ = ["DeliveryFailure", "DeliveryWatch", "HARD_EXIT_CODE"]
+__all__ = ["DeliveryFailure", "DeliveryWatch", "EXIT_CODE", "exit_on"]
 
 log = logging.getLogger("trail.worker")
 
-HARD_EXIT_CODE = 3  # the exit status when the worker has to be ended because a graceful crash did not finish
-CRASH_GRACE_S = 15.0  # a crash that has not ended the process by then is made final
+EXIT_CODE = 3  # the worker's exit status after a write the broker refused
 
 
 class DeliveryFailure(RuntimeError):
@@ -30,7 +27,7 @@ class DeliveryFailure(RuntimeError):
 
 
 class DeliveryWatch(Sensor):  # type: ignore[misc]
-    """Counts failed writes per topic; the first failure crashes the app."""
+    """Counts failed writes per topic; the first failure ends the worker."""
 
     def __init__(self, app: Any) -> None:
         super().__init__()
@@ -61,20 +58,16 @@ class DeliveryWatch(Sensor):  # type: ignore[misc]
                                   "delivered any more"))
 
     def fail(self, error: DeliveryFailure) -> None:
-        log.error("%s", error)
-        if self.failures == 1 and self.app is not None:
-            asyncio.ensure_future(self.app.crash(error))
-            _exit_if_still_running(CRASH_GRACE_S)
+        if self.app is not None and self.app.should_stop:
+            log.warning("%s (while stopping)", error)
+            return
+        exit_on(error)
 
 
-def _exit_if_still_running(grace_s: float) -> None:
-    """A crash flushes the producer on the way out, which can wait on the very write that failed: bound it."""
-
-    def end() -> None:
-        log.error("the worker did not stop within %.0f s of a failed write: exiting", grace_s)
-        logging.shutdown()
-        os._exit(HARD_EXIT_CODE)
-
-    timer = threading.Timer(grace_s, end)
-    timer.daemon = True
-    timer.start()
+def exit_on(error: DeliveryFailure) -> None:
+    """Log, then end the process at once. A graceful stop would still commit offsets (and deliver later writes)
+    past the failed one, breaking the rule that recovered state is a prefix of what was written; an immediate exit
+    is a crash, which recovery replays exactly."""
+    log.critical("%s", error)
+    logging.shutdown()
+    os._exit(EXIT_CODE)

@@ -175,6 +175,7 @@ class MergerStore:
     ``published`` (the last window published). A pending backlog adds keys, never grows a value."""
 
     REPORT_PREFIX = "r/"
+    LEGACY_KEY = "merger"
 
     def __init__(self, table: MutableMapping[str, Any]) -> None:
         self.table = table
@@ -185,14 +186,27 @@ class MergerStore:
 
     def load(self, merger: WindowMerger) -> None:
         """Restore ``merger`` from the table (once per assignment of the merger's partition)."""
+        if self.table.get(self.LEGACY_KEY):
+            self._migrate(merger)
         board = self.table.get("board")
-        if board:
-            merger.board = WindowBoard.from_state(board)
+        merger.board = WindowBoard.from_state(board) if board else WindowBoard(board_size=merger.board_size)
         merger.published_through = self.table.get("published")
         merger.pending = {}
         for window, partition, report in self._reports():
             if merger.published_through is None or window > merger.published_through:
                 merger.pending.setdefault(window, {})[partition] = report
+            else:  # merged, but a crash came before its key was deleted
+                del self.table[self.report_key(window, partition)]
+
+    def _migrate(self, merger: WindowMerger) -> None:
+        """State written by a worker before one-key-per-report: the whole merger in one value."""
+        merger.load_state(self.table[self.LEGACY_KEY])
+        for reports in merger.pending.values():
+            for report in reports.values():
+                self.save_report(PartitionReport.from_dict(report))
+        self.table["board"] = merger.board.to_state()
+        self.table["published"] = merger.published_through
+        del self.table[self.LEGACY_KEY]
 
     def save_report(self, report: PartitionReport) -> None:
         self.table[self.report_key(report.summary.window_index, report.partition)] = report.to_dict()

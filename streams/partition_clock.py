@@ -68,10 +68,10 @@ class PartitionClock:
         self.wm = ts_ms if self.wm is None else max(self.wm, ts_ms)
         moved = False
         if self.first is None and not self.is_late(window):
-            self.first = window
+            self.first = window  # the others must learn it: it decides where every partition starts
+            moved = True
             if self.own_closable is None:
                 self.own_closable = window - 1
-                moved = True
         return self._advance(spec) or moved
 
     def observe_wall_clock(self, now_ms: int, spec: WindowSpec) -> bool:
@@ -114,10 +114,12 @@ class PartitionClock:
             return range(0)
         through = min(mark.closable for mark in self.marks.values())
         if self.closed is None:
-            firsts = [mark.first for mark in self.marks.values() if mark.first is not None]
-            if not firsts:
+            # Every partition starts at the same window, the earliest any of them counted: so each partition's
+            # first window must be known (firsts never change once set, so all partitions compute the same start;
+            # a partition that never had an event holds the first close back, as it holds the merger back).
+            if any(mark.first is None for mark in self.marks.values()):
                 return range(0)
-            self.closed = min(firsts) - 1
+            self.closed = min(mark.first for mark in self.marks.values()) - 1  # type: ignore[type-var]
         return range(self.closed + 1, through + 1)
 
     def report_stats(self, window: int) -> tuple[int, int]:

@@ -100,6 +100,14 @@ SESSION_MARKER = f"TRAIL_TEST_SESSION={os.getpid()}-{time.time_ns()}"
 os.environ["TRAIL_TEST_SESSION"] = SESSION_MARKER.split("=", 1)[1]
 
 
+def _stop_like_ctrl_c(*_: object) -> None:
+    """SIGTERM to pytest (a CI timeout, a `kill`) unwinds like Ctrl-C: fixtures tear down, the leak check runs."""
+    raise KeyboardInterrupt
+
+
+signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
+
+
 def processes_with(marker: str) -> dict[int, str]:
     """Live (not zombie) processes other than this one whose environment contains ``marker``: pid → command."""
     found = {}

@@ -140,3 +140,15 @@ def test_the_global_board_uses_the_configured_board_size() -> None:
         for report in _reports(window):
             merger.add(report, BaselineBackend(), BaselineBackend())
     assert merger.board.board_size == 3 and sorted(merger.board.ranks.values()) == [1, 2, 3]
+
+
+def test_a_merger_saved_whole_by_an_older_worker_is_migrated_to_one_key_per_report() -> None:
+    old = WindowMerger(3, SPEC, 20, 5)
+    for report in _reports(100, partitions=3)[:2]:
+        old.add(report, BaselineBackend(), BaselineBackend())
+    table: dict[str, object] = {"merger": json.loads(json.dumps(old.to_state()))}
+    merger = WindowMerger(3, SPEC, 20, 5)
+    MergerStore(table).load(merger)
+    assert "merger" not in table and sorted(k for k in table if k.startswith("r/")) == ["r/100/0", "r/100/1"]
+    [record] = merger.add(_reports(100, partitions=3)[2], BaselineBackend(), BaselineBackend())
+    assert record["window"]["index"] == 100

@@ -38,6 +38,8 @@ def test_a_partition_waits_for_every_other_ones_mark_and_starts_at_the_earliest_
     clock.receive_mark(0, Mark(5, 7))
     assert list(clock.windows_to_close(3)) == []
     clock.receive_mark(2, Mark(None, 10))  # a partition with no events yet (live mode: the wall clock)
+    assert list(clock.windows_to_close(3)) == []  # where to start is known only once every first window is
+    clock.receive_mark(2, Mark(8, 10))
     assert list(clock.windows_to_close(3)) == [5, 6, 7]
     clock.closed = 7
     clock.receive_mark(0, Mark(5, 6))  # a repeated, older mark (the sender restarted) moves nothing back
