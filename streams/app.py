@@ -14,10 +14,12 @@ Agents
 
 State lives in two RocksDB tables with changelogs. ``state`` holds, per partition and item, the open-window
 counts with the last source offset applied to them (``o/<partition>/<item>``, the only key an event touches), the
-River trend state (``t/...``, written when a window closes, for the items it counted) and the catalogue entry (``m/...``; the items topic is
-co-partitioned with interactions), plus the partition clock (``c/<partition>``: watermark, last closed window,
-counters, last source offset seen, every partition's latest mark). All of a partition's keys are written to the same changelog partition, in order, so
-any recovered state is a prefix of the writes; with the per-record applied offsets that makes recovery exact.
+River trend state (``t/...``, written when a window closes, for the items it counted) and the catalogue entry
+(``m/...``), plus the partition clock (``c/<partition>``: watermark, last closed window, counters, last source
+offset seen, every partition's latest mark). All of a partition's keys are written to the same changelog
+partition, in order, so any recovered state is a prefix of the writes; with the per-record applied offsets that
+makes recovery exact. A message to another topic that a later state write depends on (a report, a mark,
+forwarded events, a DLQ entry) is acknowledged by the broker before that write is made.
 
 Each worker keeps its partitions' item records in memory (``resident``: read from the table once per assignment,
 then kept current by the ingest and catalogue agents), so a window close does not scan the table. A close writes
