@@ -313,7 +313,7 @@ def build_app(config: WorkerConfig) -> faust.App:
                 if isinstance(message, Forwarded):
                     metrics.forwarded_in += len(message.events)
                     for position, interaction in message.events:
-                        await _count_forwarded(batch, event, message.source, position, interaction)
+                        await _count_forwarded(batch, message.source, position, interaction)
                 else:
                     batch.flush_touched()
                     clock.receive_mark(*message)
@@ -368,7 +368,7 @@ def build_app(config: WorkerConfig) -> faust.App:
                 owner = owner_of(interaction.item_id)
                 if owner == partition:
                     await _count(batch, interaction, window, position, None, fresh,
-                                 lambda: _dead_letter(dlq, event, _ITEM_LIMIT(partition), batch_index))
+                                 lambda: _dead_letter(dlq, event, _item_limit_error(partition), batch_index))
                 else:  # (re-sent after a crash too: the owner drops what it already applied)
                     batch.outbox.setdefault(owner, []).append((position, interaction))
                     metrics.forwarded_out += fresh
@@ -378,8 +378,7 @@ def build_app(config: WorkerConfig) -> faust.App:
                 await _send_mark(batch)
                 await _close_ready(batch)
 
-    async def _count_forwarded(batch: _PartitionBatch, event: faust.EventT, source: int, position: int,
-                               interaction: Interaction) -> None:
+    async def _count_forwarded(batch: _PartitionBatch, source: int, position: int, interaction: Interaction) -> None:
         """An event another partition received for an item this one owns."""
         clock = batch.clock
         fresh = position > clock.forwarded_seen.get(source, -1)
@@ -389,11 +388,11 @@ def build_app(config: WorkerConfig) -> faust.App:
         source_of = {"topic": config.topics.interactions, "partition": source,
                      "offset": position // POSITIONS_PER_MESSAGE, "batch_index": position % POSITIONS_PER_MESSAGE}
         await _count(batch, interaction, window, position, source, fresh, lambda: _dead_letter_raw(
-            dlq, interaction.to_json(), _ITEM_LIMIT(batch.partition), source_of))
+            dlq, interaction.to_json(), _item_limit_error(batch.partition), source_of))
         if fresh:
             clock.forwarded_seen[source] = position
 
-    def _ITEM_LIMIT(partition: int) -> InvalidEvent:
+    def _item_limit_error(partition: int) -> InvalidEvent:
         return InvalidEvent("item_limit", f"partition {partition} already tracks {config.max_items} items "
                             "(TRAIL_MAX_ITEMS): events of new items are refused")
 

@@ -9,9 +9,9 @@ from typing import Any, Callable, Iterator
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.partitioner.default import murmur2
 from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
+from .routing import murmur2_partition
 from .settings import KafkaSettings, TopicNames
 
 __all__ = ["KafkaUnavailable", "Publisher", "TopicRecord", "create_topics", "message_count", "pretty", "read_topic"]
@@ -92,7 +92,7 @@ class Publisher:
         partitions = self._partitions.get(topic)
         if partitions is None:
             partitions = self._partitions[topic] = sorted(self._producer.partitions_for(topic))
-        return partitions[(murmur2(key.encode()) & 0x7FFFFFFF) % len(partitions)]
+        return partitions[murmur2_partition(key, len(partitions))]
 
     def flush(self, timeout_s: float = 60.0) -> None:
         self._producer.flush(timeout=timeout_s)

@@ -14,24 +14,26 @@ import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
+from kafka.partitioner.default import murmur2
+
 from trail.events import Interaction
 
 from .partition_clock import Mark
 
-__all__ = ["FORWARD_CHUNK", "Forwarded", "forward_messages", "mark_message", "parse_rekeyed", "partition_owner"]
+__all__ = ["FORWARD_CHUNK", "Forwarded", "forward_messages", "mark_message", "murmur2_partition", "parse_rekeyed",
+           "partition_owner"]
 
 FORWARD_CHUNK = 500  # forwarded events per re-key message (bounded well under a broker's 1 MB message limit)
 
 
+def murmur2_partition(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner (Java client, kafka-python) gives ``key``."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
 def partition_owner(partitions: int) -> Callable[[str], int]:
-    """The partition that owns an ``item_id``: Kafka's default partitioner, murmur2 of the key."""
-    from kafka.partitioner.default import murmur2
-
-    @functools.lru_cache(maxsize=262_144)
-    def owner(item_id: str) -> int:
-        return (murmur2(item_id.encode()) & 0x7FFFFFFF) % partitions
-
-    return owner
+    """The partition that owns an ``item_id`` (cached: it is asked for every event)."""
+    return functools.lru_cache(maxsize=262_144)(lambda item_id: murmur2_partition(item_id, partitions))
 
 
 @dataclass(frozen=True)
