@@ -5,8 +5,11 @@
   - ONNX Runtime int8, outlier-aware (``training.quantize``: down_proj kept fp32);
   - Triton (python backend running the int8 graph) over gRPC.
 Scoring: items/s and p50/p95 latency per request at batch 1, 8, 32, 128; ranking agreement (Spearman) and max
-|diff| against PyTorch fp32. Explanations: greedy tokens/s, PyTorch ``generate`` vs the ONNX decoder loop.
-Writes ``reports/bench_serve.json``. Threads: ``--threads`` for torch, ORT and Triton alike.
+|diff| against PyTorch fp32. Explanations: greedy tokens/s, PyTorch's decoder loop vs the ONNX one; then, on the
+ONNX runner, explanations/s for K = 1, 10, 20 items decoded one at a time (sequential), as one batch (batched)
+and as one constrained batch, and a window's model time (score 200 candidates, explain 20 in one batch).
+Writes ``reports/bench_serve.json``. Threads: ``--threads`` for torch, ORT and Triton alike. ``--explain-only
+--version FOLDER``: only the explanation rows, on an exported version folder (no export, no Triton).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from localstack import LocalTriton, free_port  # noqa: E402
 from serving.onnx_backend import score_inputs  # noqa: E402
 from serving.trail_onnx import MANIFEST_FILE, SCORE_FILE, TrailOnnx  # noqa: E402
 from serving.triton_backend import TritonBackend  # noqa: E402
+from trail.decoding import Decoding  # noqa: E402
 from trail.prompt import forecast_cue, render_prompt  # noqa: E402
 from training.export import export_model, verification_signals  # noqa: E402
 from training.metrics import spearman  # noqa: E402
@@ -39,6 +43,45 @@ from training.model import TrailModel  # noqa: E402
 from training.quantize import quantize_scoring_graph  # noqa: E402
 
 BATCHES = (1, 8, 32, 128)
+EXPLAIN_KS = (1, 10, 20)
+
+
+def explanation_speed(runtime: TrailOnnx, signals: Sequence, window_candidates: int = 200) -> dict:
+    """Sequential vs batched vs constrained-batched decoding of K explanations, and one window's model time."""
+    prompts = [render_prompt(s) for s in signals]
+    predicted = np.expm1(runtime.score(*score_inputs(signals))).clip(0)
+    cues = [forecast_cue(p) for p in predicted]
+    out: dict[str, dict] = {}
+    for k in EXPLAIN_KS:
+        row: dict[str, float] = {}
+        t0 = time.perf_counter()
+        sequential = [runtime.explain(p, c) for p, c in zip(prompts[:k], cues[:k])]
+        row["sequential_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        batched = runtime.explain_batch(prompts[:k], cues[:k])
+        row["batched_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        runtime.explain_batch(prompts[:k], cues[:k], [Decoding(constrained=True)] * k)
+        row["constrained_s"] = time.perf_counter() - t0
+        row.update({f"{name}_per_s": round(k / row[f"{name}_s"], 2) for name in ("sequential", "batched", "constrained")})
+        row["batched_speedup"] = round(row["sequential_s"] / row["batched_s"], 2)
+        row["identical_batched_vs_sequential"] = sum(a == b for a, b in zip(sequential, batched))
+        out[f"k_{k}"] = {key: round(v, 3) if isinstance(v, float) else v for key, v in row.items()}
+        print("explanations", k, out[f"k_{k}"], flush=True)
+    window = [signals[i % len(signals)] for i in range(window_candidates)]
+    t0 = time.perf_counter()
+    scores = np.concatenate([runtime.score(*score_inputs(window[i: i + 32])) for i in range(0, len(window), 32)])
+    score_s = time.perf_counter() - t0
+    top = np.argsort(-scores)[:20]
+    t0 = time.perf_counter()
+    runtime.explain_batch([render_prompt(window[i]) for i in top],
+                          [forecast_cue(float(np.expm1(scores[i]))) for i in top])
+    explain_s = time.perf_counter() - t0
+    out["window_model_time"] = {"candidates_scored": window_candidates, "explained": 20,
+                                "score_s": round(score_s, 2), "explain_batched_s": round(explain_s, 2),
+                                "total_s": round(score_s + explain_s, 2)}
+    print("window model time", out["window_model_time"], flush=True)
+    return out
 
 
 def timed(run: Callable[[Sequence], np.ndarray], signals: Sequence, batch: int, budget_s: float) -> dict:
@@ -76,9 +119,19 @@ def main() -> int:
     parser.add_argument("--budget", type=float, default=8.0, help="seconds per (path, batch) measurement")
     parser.add_argument("--items", type=int, default=128)
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench_serve.json")
+    parser.add_argument("--explain-only", action="store_true", help="only the explanation-speed rows")
+    parser.add_argument("--version", type=Path, help="an exported version folder (with --explain-only)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     signals = verification_signals(args.items, seed=1)
+    if args.explain_only:
+        if args.version is None:
+            parser.error("--explain-only needs --version FOLDER (an exported version, e.g. triton_models/trail/1)")
+        speed = explanation_speed(TrailOnnx(args.version, threads=args.threads), signals)
+        out = args.out.with_name("bench_explain.json")
+        out.write_text(json.dumps({"version": str(args.version), "threads": args.threads, **speed,
+                                   "machine": f"{os.cpu_count()} CPU cores"}, indent=2) + "\n")
+        return 0
     model = TrailModel.load(args.checkpoint)
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     try:
@@ -131,6 +184,7 @@ def main() -> int:
                        "pytorch_ms_per_explanation": round(1000 * torch_s / len(sample)),
                        "ort_ms_per_explanation": round(1000 * onnx_s / len(sample)),
                        "identical_texts": sum(a == b for a, b in zip(torch_texts, onnx_texts))}
+        explanation["onnx_decoding"] = explanation_speed(fp32_runtime, signals)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     base = results["pytorch_fp32"]

@@ -225,23 +225,29 @@ def throughput(settings: KafkaSettings, args: argparse.Namespace) -> dict[str, o
     print(f"(b) Faust + River worker: {args.events / faust_s:,.0f} events/s ({faust_s:.1f} s)")
     print(f"(b)/(a) = {raw_s / faust_s:.3f}")
     messages = message_count(settings, f"{prefix}-interactions")
-    ceiling = faust_ceiling(settings.bootstrap_servers, f"{prefix}-interactions", messages)
+    ceiling = faust_ceiling(settings.bootstrap_servers, f"{prefix}-interactions", messages, cython=False)
+    ceiling_cython = faust_ceiling(settings.bootstrap_servers, f"{prefix}-interactions", messages, cython=True)
     worker_messages_per_s = messages / faust_s
-    print(f"(f) a do-nothing Faust agent on the same topic: {ceiling:,.0f} messages/s; the worker's "
-          f"{worker_messages_per_s:,.0f} messages/s are {worker_messages_per_s / ceiling:.2f} of it; the ceiling "
+    print(f"(f) a do-nothing Faust agent on the same topic: {ceiling:,.0f} messages/s "
+          f"({ceiling_cython:,.0f} with cython_optimizations); the worker's {worker_messages_per_s:,.0f} messages/s "
+          f"are {worker_messages_per_s / ceiling:.2f} of it; the ceiling "
           f"is {ceiling * (args.events / messages) / (args.events / raw_s):.3f} of the raw consumer's rate")
     return {"events": args.events, "items": args.items, "partitions": args.partitions, "batch": args.batch,
             "raw_events_per_s": round(args.events / raw_s), "worker_events_per_s": round(args.events / faust_s),
             "ratio": round(raw_s / faust_s, 3), "faust_noop_messages_per_s": round(ceiling),
+            "faust_noop_cython_optimizations_messages_per_s": round(ceiling_cython),
+            "worker_cython_optimizations": os.environ.get("CYTHON_OPTIMIZATIONS", "") not in ("", "0", "false"),
             "worker_share_of_faust_ceiling": round(worker_messages_per_s / ceiling, 3)}
 
 
-def faust_ceiling(bootstrap: str, topic: str, messages: int) -> float:
-    """(f) ``benchmarks/faust_ceiling.py``: messages/s of a Faust agent that only counts."""
+def faust_ceiling(bootstrap: str, topic: str, messages: int, cython: bool) -> float:
+    """(f) ``benchmarks/faust_ceiling.py``: messages/s of a Faust agent that only counts; ``cython`` turns on
+    Faust's ``cython_optimizations`` (its repaired Cython stream iterator and conductor, off by default)."""
     import subprocess
 
+    env = {**os.environ, "CYTHON_OPTIMIZATIONS": "1" if cython else ""}
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "faust_ceiling.py"), bootstrap, topic,
-                           str(messages)], cwd=ROOT, capture_output=True, text=True, timeout=1800)
+                           str(messages)], cwd=ROOT, capture_output=True, text=True, timeout=1800, env=env)
     found = re.search(r"CEILING ([\d.]+)", done.stdout + done.stderr)  # Faust logs what its agents print
     if found is None:
         raise RuntimeError(f"the Faust ceiling run printed no result: {(done.stdout + done.stderr)[-2000:]}")

@@ -38,7 +38,7 @@ def input_data(path: Path, items: int) -> Path:
     signals = verification_signals(items)
     prompts, features, current = score_inputs(signals)
     rows = [{"PROMPT": [prompt], "FEATURES": {"content": [float(x) for x in row], "shape": [len(row)]},
-             "CURRENT_LOG_COUNT": [float(c)], "CUE": [""]}
+             "CURRENT_LOG_COUNT": [float(c)], "CUE": [""], "DECODING": [0, 0]}
             for prompt, row, c in zip(prompts, features, current)]
     path.write_text(json.dumps({"data": rows}))
     return path

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence, runtime_checkable
 
+from trail.decoding import Decoding
 from trail.explain import Forecast
 from trail.signals import TrendSignals
 
@@ -33,8 +34,10 @@ class Backend(Protocol):
         """One forecast per item, in order: the predicted next-window count and the ranking score."""
         ...
 
-    def explain(self, signals: Sequence[TrendSignals], forecasts: Sequence[Forecast]) -> list[str | None]:
-        """One explanation per item (None: this backend does not write them; the composer will)."""
+    def explain(self, signals: Sequence[TrendSignals], forecasts: Sequence[Forecast],
+                decodings: Sequence[Decoding] | None = None) -> list[str | None]:
+        """One explanation per item, each decoded as its ``decodings`` entry says (default greedy); None: this
+        backend does not write them (the composer will)."""
         ...
 
 
@@ -61,5 +64,6 @@ class FallbackChain:
             return forecasts
         raise BackendUnavailable("; ".join(reasons) or "no backend configured")
 
-    def explain(self, signals: Sequence[TrendSignals], forecasts: Sequence[Forecast]) -> list[str | None]:
-        return (self._last or self.backends[-1]).explain(signals, forecasts)
+    def explain(self, signals: Sequence[TrendSignals], forecasts: Sequence[Forecast],
+                decodings: Sequence[Decoding] | None = None) -> list[str | None]:
+        return (self._last or self.backends[-1]).explain(signals, forecasts, decodings)

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
+from trail.decoding import Decoding
 from trail.explain import Forecast
 from trail.signals import TrendSignals
 
@@ -45,5 +46,6 @@ class BaselineBackend:
             out.append(Forecast(predicted_count=predicted, score=math.log1p(max(predicted, 0.0))))
         return out
 
-    def explain(self, signals: Sequence[TrendSignals], forecasts: Sequence[Forecast]) -> list[str | None]:
+    def explain(self, signals: Sequence[TrendSignals], forecasts: Sequence[Forecast],
+                decodings: Sequence[Decoding] | None = None) -> list[str | None]:
         return [None] * len(signals)

@@ -18,9 +18,10 @@ from typing import Sequence
 
 import numpy as np
 
+from trail.decoding import GREEDY, Decoding
 from trail.explain import Forecast
 from trail.features import model_features
-from trail.prompt import forecast_cue, render_prompt
+from trail.prompt import PromptFormatMismatch, check_prompt_format, forecast_cue, render_prompt
 from trail.signals import TrendSignals
 
 from .backend import BackendUnavailable, ModelInfo
@@ -70,7 +71,8 @@ class OnnxBackend:
                 continue
             try:
                 runtime = TrailOnnx(folder / str(version), threads=self.threads)
-            except VersionError as exc:
+                check_prompt_format(runtime.manifest.get("prompt_format"), f"version {version}")
+            except (VersionError, PromptFormatMismatch) as exc:
                 self._rejected.add(version)
                 log.error("model %s version %d rejected, still serving version %d: %s", self.model_name, version,
                           self._version, exc)
@@ -96,6 +98,14 @@ class OnnxBackend:
             out.extend(forecasts_from_log_counts(runtime.score(prompts, features, current)))
         return out
 
-    def explain(self, signals: Sequence[TrendSignals], forecasts: Sequence[Forecast]) -> list[str | None]:
+    def explain(self, signals: Sequence[TrendSignals], forecasts: Sequence[Forecast],
+                decodings: Sequence[Decoding] | None = None) -> list[str | None]:
         runtime = self._runtime or self._current()  # the version that scored this window explains it
-        return [runtime.explain(render_prompt(s), forecast_cue(f.predicted_count)) for s, f in zip(signals, forecasts)]
+        decodings = list(decodings) if decodings is not None else [GREEDY] * len(signals)
+        out: list[str | None] = []
+        for start in range(0, len(signals), self.batch_size):
+            end = start + self.batch_size
+            out.extend(runtime.explain_batch([render_prompt(s) for s in signals[start:end]],
+                                             [forecast_cue(f.predicted_count) for f in forecasts[start:end]],
+                                             decodings[start:end]))
+        return out

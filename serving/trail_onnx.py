@@ -21,6 +21,11 @@ from typing import Sequence
 
 import numpy as np
 
+try:  # a Triton version folder carries trail/decoding.py as trail_decoding.py, next to this file
+    from trail_decoding import GREEDY, Decoding, NumberConstraint, RowDecoder, fact_numbers, next_token
+except ImportError:
+    from trail.decoding import GREEDY, Decoding, NumberConstraint, RowDecoder, fact_numbers, next_token
+
 __all__ = ["SCORE_FILE", "GENERATOR_FILE", "TOKENIZER_FILE", "MANIFEST_FILE", "TrailOnnx", "VersionError"]
 
 SCORE_FILE = "score.onnx"
@@ -84,6 +89,7 @@ class TrailOnnx:
         self._generator_inputs = {i.name: i for i in self.generator.get_inputs()}
         self._generator_outputs = [o.name for o in self.generator.get_outputs()]
         self._layers = sorted({int(n.split(".")[1]) for n in self._generator_inputs if n.startswith("past_key_values")})
+        self.number_constraint = NumberConstraint.from_vocab(self.tokenizer.get_vocab())
 
     @property
     def providers(self) -> list[str]:
@@ -109,34 +115,57 @@ class TrailOnnx:
         })[0]
 
     # -- explanations -------------------------------------------------------------------------------------
-    def explain(self, prompt: str, cue: str, max_new_tokens: int | None = None) -> str:
-        """Greedy decoding with the key/value cache: the same tokens as PyTorch's ``generate`` (greedy)."""
-        ids = self._ids(prompt, self.limits.max_prompt_tokens) + self._ids(cue, self.limits.max_cue_tokens)
-        limit = max_new_tokens or self.limits.max_new_tokens
-        past = self._empty_past()
-        input_ids = np.array([ids], dtype=np.int64)
-        positions = np.arange(len(ids), dtype=np.int64)[None, :]
-        length = len(ids)
-        generated: list[int] = []
-        for _ in range(limit):
-            feeds = {"input_ids": input_ids, "attention_mask": np.ones((1, length), dtype=np.int64),
-                     "position_ids": positions, **past}
-            outputs = dict(zip(self._generator_outputs, self.generator.run(self._generator_outputs, feeds)))
-            next_id = int(np.argmax(outputs["logits"][0, -1]))
-            if next_id == self.eos_id:
-                break
-            generated.append(next_id)
-            past = {f"past_key_values.{layer}.{kind}": outputs[f"present.{layer}.{kind}"]
-                    for layer in self._layers for kind in ("key", "value")}
-            input_ids = np.array([[next_id]], dtype=np.int64)
-            positions = np.array([[length]], dtype=np.int64)
-            length += 1
-        return self.tokenizer.decode(generated, skip_special_tokens=True).strip()
+    def explain(self, prompt: str, cue: str, max_new_tokens: int | None = None, decoding: Decoding = GREEDY) -> str:
+        """One explanation: :meth:`explain_batch` of one row."""
+        return self.explain_batch([prompt], [cue], [decoding], max_new_tokens)[0]
 
-    def _empty_past(self) -> dict[str, np.ndarray]:
+    def explain_batch(self, prompts: Sequence[str], cues: Sequence[str], decodings: Sequence[Decoding] | None = None,
+                      max_new_tokens: int | None = None) -> list[str]:
+        """Explanations of several items decoded together with the key/value cache: rows left-padded (attention
+        mask and position ids skip the padding), one generator call per new token for the whole batch. Each row's
+        next token is chosen by :func:`trail_decoding.next_token` with its own :class:`Decoding` (greedy gives
+        the same tokens as PyTorch's greedy ``generate``; constrained rows may only write the numbers of their
+        own prompt and cue)."""
+        if not prompts:
+            return []
+        decodings = list(decodings) if decodings is not None else [GREEDY] * len(prompts)
+        rows = [self._ids(p, self.limits.max_prompt_tokens) + self._ids(c, self.limits.max_cue_tokens)
+                for p, c in zip(prompts, cues)]
+        n, width = len(rows), max(len(row) for row in rows)
+        input_ids = np.full((n, width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((n, width), dtype=np.int64)
+        for index, row in enumerate(rows):
+            input_ids[index, width - len(row):] = row
+            mask[index, width - len(row):] = 1
+        positions = np.clip(mask.cumsum(axis=1) - 1, 0, None)
+        decoders = [RowDecoder(d, self.number_constraint if d.constrained else None,
+                               fact_numbers(p + c) if d.constrained else frozenset())
+                    for d, p, c in zip(decodings, prompts, cues)]
+        past = self._empty_past(n)
+        generated: list[list[int]] = [[] for _ in rows]
+        active = np.arange(n)  # rows still writing; a finished row leaves the batch (and its cache)
+        for _ in range(max_new_tokens or self.limits.max_new_tokens):
+            feeds = {"input_ids": input_ids, "attention_mask": mask, "position_ids": positions, **past}
+            outputs = dict(zip(self._generator_outputs, self.generator.run(self._generator_outputs, feeds)))
+            last = outputs["logits"][:, -1]
+            tokens = np.array([next_token(decoders[row], last[i]) for i, row in enumerate(active)], dtype=np.int64)
+            going = tokens != self.eos_id
+            for row, token in zip(active[going], tokens[going]):
+                generated[row].append(int(token))
+            if not going.any():
+                break
+            active, mask = active[going], mask[going]
+            past = {f"past_key_values.{layer}.{kind}": outputs[f"present.{layer}.{kind}"][going]
+                    for layer in self._layers for kind in ("key", "value")}
+            input_ids = tokens[going][:, None]
+            mask = np.concatenate([mask, np.ones((len(active), 1), dtype=np.int64)], axis=1)
+            positions = (mask.sum(axis=1) - 1)[:, None]
+        return [self.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in generated]
+
+    def _empty_past(self, batch: int) -> dict[str, np.ndarray]:
         past = {}
         for name, spec in self._generator_inputs.items():
             if name.startswith("past_key_values"):
                 heads, head_dim = spec.shape[1], spec.shape[3]
-                past[name] = np.zeros((1, heads, 0, head_dim), dtype=np.float32)
+                past[name] = np.zeros((batch, heads, 0, head_dim), dtype=np.float32)
         return past

@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from trail.decoding import GREEDY, Decoding
 from trail.explain import Forecast
 from trail.prompt import forecast_cue
 from trail.signals import TrendSignals
@@ -76,7 +77,7 @@ class TritonBackend:
         return self._client
 
     def _infer(self, prompts: Sequence[str], features: np.ndarray, current: np.ndarray,
-               cues: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+               cues: Sequence[str], decodings: Sequence[Decoding]) -> tuple[np.ndarray, list[str]]:
         import tritonclient.grpc as grpcclient
 
         arrays = (
@@ -84,6 +85,7 @@ class TritonBackend:
             ("FEATURES", np.asarray(features, dtype=np.float32), "FP32"),
             ("CURRENT_LOG_COUNT", np.asarray(current, dtype=np.float32).reshape(-1, 1), "FP32"),
             ("CUE", np.array([c.encode() for c in cues], dtype=object).reshape(-1, 1), "BYTES"),
+            ("DECODING", np.array([d.to_list() for d in decodings], dtype=np.int32).reshape(-1, 2), "INT32"),
         )
         inputs = []
         for name, array, dtype in arrays:
@@ -110,13 +112,16 @@ class TritonBackend:
         out: list[Forecast] = []
         for start in range(0, len(signals), self.batch_size):
             prompts, features, current = score_inputs(signals[start: start + self.batch_size])
-            log_counts, _ = self._infer(prompts, features, current, [""] * len(prompts))
+            log_counts, _ = self._infer(prompts, features, current, [""] * len(prompts), [GREEDY] * len(prompts))
             out.extend(forecasts_from_log_counts(log_counts))
         return out
 
-    def explain(self, signals: Sequence[TrendSignals], forecasts: Sequence[Forecast]) -> list[str | None]:
+    def explain(self, signals: Sequence[TrendSignals], forecasts: Sequence[Forecast],
+                decodings: Sequence[Decoding] | None = None) -> list[str | None]:
+        """All items in one request: the model decodes them as one batch."""
         if not signals:
             return []
         prompts, features, current = score_inputs(signals)
-        _, texts = self._infer(prompts, features, current, [forecast_cue(f.predicted_count) for f in forecasts])
+        _, texts = self._infer(prompts, features, current, [forecast_cue(f.predicted_count) for f in forecasts],
+                               list(decodings) if decodings is not None else [GREEDY] * len(signals))
         return list(texts)

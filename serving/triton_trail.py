@@ -16,14 +16,16 @@ TRAIL_INPUTS = (
     TensorSpec("FEATURES", "float32", (len(FEATURE_NAMES),)),  # trail.features.model_features
     TensorSpec("CURRENT_LOG_COUNT", "float32", (1,)),  # log1p(this window's count)
     TensorSpec("CUE", "bytes", (1,)),  # trail.prompt.forecast_cue(predicted); empty: no explanation wanted
+    TensorSpec("DECODING", "int32", (2,)),  # trail.decoding.Decoding.to_list(): [constrained 0/1, sample seed]
 )
 TRAIL_OUTPUTS = (
     TensorSpec("LOG_COUNT", "float32", (1,)),  # predicted log1p(next window's count)
-    TensorSpec("EXPLANATION", "bytes", (1,)),  # greedy text after PROMPT + CUE; empty when CUE is empty
+    TensorSpec("EXPLANATION", "bytes", (1,)),  # the text after PROMPT + CUE as DECODING says; empty without CUE
 )
 
 
 def backend_files() -> dict[str, Path]:
     """File name in the version folder → source: the python-backend model and the ONNX runner it imports."""
     here = Path(__file__).parent
-    return {"model.py": here / "triton_trail_model.py", "trail_onnx.py": here / "trail_onnx.py"}
+    return {"model.py": here / "triton_trail_model.py", "trail_onnx.py": here / "trail_onnx.py",
+            "trail_decoding.py": here.parent / "trail" / "decoding.py"}

@@ -2,7 +2,8 @@
 
 Copied as ``model.py`` into every TRAIL version folder (with ``trail_onnx.py``), so a version is self-contained;
 it runs in Triton's own virtualenv and imports only numpy, onnxruntime, tokenizers and Triton's utilities. A
-dynamic batch of requests is scored in one ORT call; explanations are generated for the rows with a cue.
+dynamic batch of requests is scored in one ORT call; the rows with a cue are explained in one batched decode,
+each as its DECODING input says.
 """
 
 import os
@@ -20,7 +21,10 @@ class TritonPythonModel:
     def initialize(self, args):
         version_dir = os.path.join(args["model_repository"], args["model_version"])
         sys.path.insert(0, version_dir)
+        from trail_decoding import Decoding
         from trail_onnx import TrailOnnx
+
+        self.Decoding = Decoding
 
         threads = int(os.environ.get("TRAIL_ORT_THREADS", "0")) or None
         self.model = TrailOnnx(version_dir, threads=threads, providers=["CPUExecutionProvider"])
@@ -30,13 +34,19 @@ class TritonPythonModel:
         for request in requests:
             get = lambda name: pb_utils.get_input_tensor_by_name(request, name).as_numpy()  # noqa: E731
             rows.append((get("PROMPT").reshape(-1), get("FEATURES"), get("CURRENT_LOG_COUNT").reshape(-1),
-                         get("CUE").reshape(-1)))
+                         get("CUE").reshape(-1), get("DECODING").reshape(-1, 2)))
         prompts = [_text(p) for row in rows for p in row[0]]
         features = np.concatenate([row[1] for row in rows]).astype(np.float32)
         current = np.concatenate([row[2] for row in rows]).astype(np.float32)
         cues = [_text(c) for row in rows for c in row[3]]
+        decodings = [self.Decoding.from_list(d) for row in rows for d in row[4]]
         scores = self.model.score(prompts, features, current).astype(np.float32)
-        texts = [self.model.explain(p, c) if c else "" for p, c in zip(prompts, cues)]
+        wanted = [i for i, cue in enumerate(cues) if cue]  # rows with a cue are explained, in one batch
+        texts = [""] * len(prompts)
+        explained = self.model.explain_batch([prompts[i] for i in wanted], [cues[i] for i in wanted],
+                                             [decodings[i] for i in wanted])
+        for i, text in zip(wanted, explained):
+            texts[i] = text
         responses, start = [], 0
         for row in rows:
             size = len(row[0])

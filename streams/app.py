@@ -553,6 +553,8 @@ def build_app(config: WorkerConfig) -> faust.App:
                 merger_state["latest"] = record  # durable: the page shows it again after a restart
                 metrics.published += 1
                 metrics.fallbacks += bool(record["scorer"]["fallback"])
+                for item in record["items"]:
+                    metrics.explanations[item["explanation_source"]] += 1
                 metrics.last_latency_ms = record["stats"]["latency_ms"]
             merger_store.save_published(merger, records)
             progress.processed(event.message.tp, event.message.offset)

@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, MutableMapping, Sequence
 
 from serving.backend import Backend, BackendUnavailable
+from serving.explanations import Explanation, explain_verified
+from trail.decoding import CANDIDATE_DECODINGS
 from trail.events import format_ts
-from trail.explain import Forecast, check, compose
+from trail.explain import Forecast
 from trail.signals import PartitionSummary, TrendConfig, TrendSignals, WindowBoard, signals_for
 from trail.tracker import Candidate, WindowStats, select_candidates
 from trail.windows import WindowSpec
@@ -109,16 +111,13 @@ class WindowMerger:
         except BackendUnavailable:
             scorer, used_fallback, forecasts = fallback, True, fallback.score(signals)
         order = sorted(range(len(signals)), key=lambda i: (-(forecasts[i].score or 0.0), signals[i].item_id))
-        top = [i for i in order[: self.top_k]]
-        texts: list[str | None] = [None] * len(top)
-        if not used_fallback:
-            try:
-                texts = scorer.explain([signals[i] for i in top], [forecasts[i] for i in top])
-            except BackendUnavailable:
-                texts = [None] * len(top)
+        top = order[: self.top_k]
+        explanations = explain_verified(scorer, [signals[i] for i in top], [forecasts[i] for i in top],
+                                        [window + rank for rank in range(1, len(top) + 1)],
+                                        () if used_fallback else CANDIDATE_DECODINGS)
         stats = sum((r.stats for r in reports), WindowStats())
-        items = [self._item(rank, signals[i], forecasts[i], texts[position], window)
-                 for position, (rank, i) in enumerate(zip(range(1, len(top) + 1), top))]
+        items = [self._item(rank, signals[i], forecasts[i], explanation)
+                 for rank, i, explanation in zip(range(1, len(top) + 1), top, explanations)]
         latency_ms = int(time.time() * 1000) - min(r.closed_at_ms for r in reports)
         return {
             "window": {"index": window, "start": format_ts(self.spec.start_of(window)),
@@ -133,14 +132,8 @@ class WindowMerger:
                       "merge_ms": round((time.monotonic() - started) * 1000, 2)},
         }
 
-    def _item(self, rank: int, signals: TrendSignals, forecast: Forecast, text: str | None,
-              window: int) -> dict[str, Any]:
-        source = "model"
-        result = check(text, signals, forecast) if text else None
-        if result is None or not result.all_verified:
-            source = "composer" if text is None else "composer-fallback"
-            text = compose(signals, forecast, variant=(window + rank) % 6)
-            result = check(text, signals, forecast)
+    def _item(self, rank: int, signals: TrendSignals, forecast: Forecast, explanation: Explanation) -> dict[str, Any]:
+        result = explanation.check
         shown = signals.to_dict()
         return {
             "rank": rank,
@@ -149,8 +142,8 @@ class WindowMerger:
             "category": signals.category,
             "score": round(forecast.score or 0.0, 6),
             "predicted_count": round(forecast.predicted_count, 4),
-            "explanation": text,
-            "explanation_source": source,
+            "explanation": explanation.text,
+            "explanation_source": explanation.source,
             "faithfulness": {"claims": len(result.claims), "verified": result.verified_count,
                              "all_verified": result.all_verified},
             "signals": {name: shown[name] for name in SIGNALS_SHOWN},

@@ -7,6 +7,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from serving.backend import ModelInfo
+from serving.explanations import EXPLANATION_SOURCES
 
 __all__ = ["Metrics"]
 
@@ -28,6 +29,7 @@ class Metrics:
     last_latency_ms: float = 0.0
     close_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=100))
     items_tracked: dict[int, int] = field(default_factory=dict)  # per partition, as of its last window close
+    explanations: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EXPLANATION_SOURCES, 0))
     started_at: float = field(default_factory=time.monotonic)
     _samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=64))
 
@@ -70,6 +72,10 @@ class Metrics:
             "# TYPE trail_windows_published_total counter", f"trail_windows_published_total {self.published}",
             "# HELP trail_fallback_total windows scored by the fallback because the configured model was unavailable",
             "# TYPE trail_fallback_total counter", f"trail_fallback_total {self.fallbacks}",
+            "# HELP trail_explanations_total published explanations by who wrote them: the model (greedy), the model"
+            " under constrained decoding, the composer because no model text was fully verified, or the composer"
+            " because the scorer writes none", "# TYPE trail_explanations_total counter",
+            *(f'trail_explanations_total{{source="{source}"}} {n}' for source, n in self.explanations.items()),
             "# HELP trail_window_latency_ms first partition close to publication of the window (wall clock)",
             "# TYPE trail_window_latency_ms gauge", f"trail_window_latency_ms {self.last_latency_ms}",
             "# TYPE trail_window_close_seconds_max gauge",

@@ -75,7 +75,7 @@ def test_a_version_exported_mid_stream_serves_the_next_windows(kafka: KafkaEndpo
     for record in windows.values():
         assert record["scorer"] == {**record["scorer"], "name": "tiny", "backend": "onnx", "fallback": False}
         for item in record["items"]:
-            assert item["explanation_source"] in ("composer-fallback", "composer")
+            assert item["explanation_source"] in ("model", "model-constrained", "composer-fallback")
             assert item["faithfulness"]["all_verified"] is True
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from localstack import LocalTriton
 from serving.trail_onnx import GENERATOR_FILE, TrailOnnx, VersionError
+from trail.decoding import CANDIDATE_DECODINGS, Decoding, fact_numbers
 from trail.features import model_features
 from trail.prompt import forecast_cue, render_prompt
 from training.export import ExportRejected, export_model, verification_signals
@@ -54,6 +55,33 @@ def test_embedded_onnx_matches_pytorch(checkpoint: Path, exported: Path) -> None
     manifest = json.loads((exported / "manifest.json").read_text())
     assert manifest["verification"]["identical_greedy_texts"] == "3/3"
     assert manifest["files"]["score.onnx"] == (exported / "score.onnx").stat().st_size
+
+
+@pytest.mark.parametrize("decoding", CANDIDATE_DECODINGS, ids=lambda d: f"constrained{int(d.constrained)}-seed{d.seed}")
+def test_every_decoding_gives_the_same_text_in_pytorch_and_onnx_batched_or_not(
+        checkpoint: Path, exported: Path, decoding: Decoding) -> None:
+    """The same candidate from the PyTorch model (one sequence at a time) and from the ONNX runner, alone and in a
+    left-padded batch of prompts of different lengths."""
+    model = TrailModel.load(checkpoint)
+    runtime = TrailOnnx(exported, threads=1)
+    signals = verification_signals()[:5]
+    predicted = [4.0, 0.0, 12.5, 130.0, 1.7]
+    reference = [model.explain([s], [p], max_new_tokens=12, decoding=decoding)[0] for s, p in zip(signals, predicted)]
+    prompts, cues = [render_prompt(s) for s in signals], [forecast_cue(p) for p in predicted]
+    alone = [runtime.explain(p, c, max_new_tokens=12, decoding=decoding) for p, c in zip(prompts, cues)]
+    batched = runtime.explain_batch(prompts, cues, [decoding] * len(prompts), max_new_tokens=12)
+    assert len({len(runtime._ids(p, 160)) for p in prompts}) > 1  # the batch really is padded
+    assert alone == reference
+    assert batched == reference
+
+
+def test_constrained_samples_write_only_the_numbers_of_their_facts(exported: Path) -> None:
+    runtime = TrailOnnx(exported, threads=1)
+    signals = verification_signals()[:8]
+    prompts, cues = [render_prompt(s) for s in signals], [forecast_cue(3.0 + i) for i in range(len(signals))]
+    constrained = runtime.explain_batch(prompts, cues, [Decoding(True, seed=7)] * len(prompts), max_new_tokens=60)
+    for text, prompt, cue in zip(constrained, prompts, cues):
+        assert fact_numbers(text) <= fact_numbers(prompt + cue), text
 
 
 def test_incomplete_or_corrupt_versions_are_refused(exported: Path, tmp_path: Path) -> None:
@@ -101,6 +129,7 @@ def test_triton_serves_the_same_scores_and_explanations(checkpoint: Path, export
         ("FEATURES", features, "FP32"),
         ("CURRENT_LOG_COUNT", current.reshape(-1, 1), "FP32"),
         ("CUE", np.array([c.encode() for c in cues], dtype=object).reshape(-1, 1), "BYTES"),
+        ("DECODING", np.array([[1, 0]] + [[0, 0]] * 5, dtype=np.int32), "INT32"),
     ):
         tensor = grpcclient.InferInput(name, list(array.shape), dtype)
         tensor.set_data_from_numpy(array)
@@ -111,7 +140,8 @@ def test_triton_serves_the_same_scores_and_explanations(checkpoint: Path, export
     embedded = TrailOnnx(exported, threads=1)
     np.testing.assert_allclose(served, embedded.score(prompts, features, current), atol=1e-5, rtol=0)
     np.testing.assert_allclose(served, TrailModel.load(checkpoint).predict_log_counts(signals), atol=1e-3, rtol=0)
-    assert texts[0] == embedded.explain(prompts[0], cues[0]) and texts[1:] == [""] * 5
+    assert texts[0] == embedded.explain(prompts[0], cues[0], decoding=Decoding(constrained=True))
+    assert texts[1:] == [""] * 5
 
 
 
@@ -143,3 +173,24 @@ def test_an_int8_graph_that_ranks_differently_is_not_published(checkpoint: Path,
         export_model(checkpoint, repository, model_name="int8", verify_texts=1, quantize=True,
                      min_int8_spearman=1.01)  # no Spearman can reach it
     assert not [p for p in (repository / "int8").iterdir() if p.name != "config.pbtxt"]
+
+
+def test_a_model_of_another_prompt_format_is_refused(checkpoint: Path, exported: Path, tmp_path: Path) -> None:
+    """A checkpoint or version trained on another prompt layout cannot be loaded, exported or served."""
+    from serving.onnx_backend import OnnxBackend
+    from trail.prompt import PROMPT_FORMAT, PromptFormatMismatch
+
+    other = tmp_path / "ckpt"
+    shutil.copytree(checkpoint, other)
+    config = json.loads((other / "trail_config.json").read_text())
+    assert config["prompt_format"] == PROMPT_FORMAT
+    (other / "trail_config.json").write_text(json.dumps({**config, "prompt_format": PROMPT_FORMAT + 1}))
+    with pytest.raises(PromptFormatMismatch, match=f"prompt format {PROMPT_FORMAT + 1}"):
+        export_model(other, tmp_path / "repo", model_name="other")
+    repository = tmp_path / "served"
+    shutil.copytree(exported, repository / "m" / "1")
+    shutil.copytree(exported, repository / "m" / "2")
+    manifest = json.loads((repository / "m" / "2" / "manifest.json").read_text())
+    (repository / "m" / "2" / "manifest.json").write_text(json.dumps({**manifest, "prompt_format": 99}))
+    backend = OnnxBackend(repository, "m")
+    assert backend.refresh() == 1  # version 2 is refused, version 1 serves

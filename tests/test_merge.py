@@ -4,7 +4,7 @@ an unavailable scorer falls back to the baseline, flagged."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -14,7 +14,8 @@ from serving.backend import BackendUnavailable, ModelInfo
 from serving.baseline import BaselineBackend
 from streams.merge import MergerStore, PartitionReport, WindowMerger
 from trail.events import Interaction
-from trail.explain import Forecast, counterfactual
+from trail.decoding import GREEDY, Decoding
+from trail.explain import Forecast, compose, counterfactual
 from trail.signals import TrendConfig, TrendSignals
 from trail.tracker import ItemRecord, WindowStats, apply_event, close_partition_window
 from trail.windows import WindowSpec, parse_duration
@@ -49,8 +50,27 @@ class LyingModel:
     def score(self, signals: Sequence[TrendSignals]) -> list[Forecast]:
         return BaselineBackend().score(signals)
 
-    def explain(self, signals: Sequence[TrendSignals], forecasts: Sequence[Forecast]) -> list[str | None]:
+    def explain(self, signals: Sequence[TrendSignals], forecasts: Sequence[Forecast],
+                decodings: Sequence[Decoding] | None = None) -> list[str | None]:
         return [counterfactual(s, f, "flip_direction") for s, f in zip(signals, forecasts)]
+
+
+@dataclass
+class LearningModel:
+    """Greedy text true for items of even rank in its batch, false otherwise; every constrained text is true."""
+
+    info: ModelInfo = ModelInfo("learner", "3", "onnx")
+    calls: list[tuple[Decoding, int]] = field(default_factory=list)
+
+    def score(self, signals: Sequence[TrendSignals]) -> list[Forecast]:
+        return BaselineBackend().score(signals)
+
+    def explain(self, signals: Sequence[TrendSignals], forecasts: Sequence[Forecast],
+                decodings: Sequence[Decoding] | None = None) -> list[str | None]:
+        assert decodings is not None and len(set(decodings)) == 1
+        self.calls.append((decodings[0], len(signals)))
+        return [compose(s, f) if decodings[0].constrained or n % 2 == 0 else counterfactual(s, f, "flip_direction")
+                for n, (s, f) in enumerate(zip(signals, forecasts))]
 
 
 @dataclass(frozen=True)
@@ -60,7 +80,8 @@ class DownModel:
     def score(self, signals: Sequence[TrendSignals]) -> list[Forecast]:
         raise BackendUnavailable("server unreachable")
 
-    def explain(self, signals: Sequence[TrendSignals], forecasts: Sequence[Forecast]) -> list[str | None]:
+    def explain(self, signals: Sequence[TrendSignals], forecasts: Sequence[Forecast],
+                decodings: Sequence[Decoding] | None = None) -> list[str | None]:
         raise BackendUnavailable("server unreachable")
 
 
@@ -94,6 +115,17 @@ def test_a_false_explanation_never_ships_as_is() -> None:
     assert {i["explanation_source"] for i in items} == {"composer-fallback"}
     assert all(i["faithfulness"]["all_verified"] for i in items)
     assert records[0]["scorer"] == {"name": "liar", "version": "7", "backend": "onnx", "fallback": False}
+
+
+def test_the_first_fully_verified_candidate_ships_and_says_how_it_was_written() -> None:
+    """Greedy texts that verify ship as "model"; the others get a constrained candidate in one batched call."""
+    merger, model = WindowMerger(2, SPEC, 20, 6), LearningModel()
+    records = [r for report in _reports(100) for r in merger.add(report, model, BaselineBackend())]
+    sources = [i["explanation_source"] for i in records[0]["items"]]
+    assert sources == ["model", "model-constrained"] * 3
+    assert model.calls == [(GREEDY, 6), (Decoding(constrained=True), 3)]
+    assert all(i["faithfulness"]["all_verified"] for i in records[0]["items"])
+    jsonschema.validate(records[0], SCHEMA)
 
 
 def test_an_unavailable_scorer_falls_back_to_the_baseline_flagged() -> None:

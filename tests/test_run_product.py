@@ -6,6 +6,7 @@ start continues from the same state (no re-export, replay resumed, no window cou
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import re
@@ -201,6 +202,9 @@ def test_make_run_publishes_explained_lists_shows_them_live_and_stops_cleanly(ru
         assert record["scorer"] == {"name": "trail", "version": "1", "backend": "onnx", "fallback": False}
         assert len(record["items"]) == 3
         assert all(item["faithfulness"]["all_verified"] for item in record["items"])
+    sources = collections.Counter(item["explanation_source"] for r in windows.values() for item in r["items"])
+    model_share = (sources["model"] + sources["model-constrained"]) / sum(sources.values())
+    print(f"\nexplanations published by make run: {dict(sources)}; model-written share {model_share:.2f}")
 
     # the page showed one of them exactly: same items, ranks, titles, explanations, badges and sparklines
     shown = windows[int(page.window)]
@@ -212,7 +216,8 @@ def test_make_run_publishes_explained_lists_shows_them_live_and_stops_cleanly(ru
         assert rendered["badge"].endswith(f"{check['verified']}/{check['claims']} claims verified")
         assert rendered["spark"] == item["signals"]["history"]
     assert screenshot.stat().st_size > 10_000
-    (ARTIFACTS / "make-run-first-list.txt").write_text(f"time to first list: {first_list_s:.1f} s\n{output}")
+    (ARTIFACTS / "make-run-first-list.txt").write_text(f"time to first list: {first_list_s:.1f} s\n"
+                                                      f"explanation sources: {dict(sources)}\n{output}")
 
 
 def test_a_second_start_continues_from_the_same_state_and_ctrl_c_stops_it(run_env, datasets_dir: Path,

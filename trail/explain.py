@@ -38,7 +38,8 @@ from typing import Callable, Sequence
 
 from trail.signals import ItemWindow, TrendSignals
 
-__all__ = ["CLAIM_KINDS", "COUNTERFACTUAL_KINDS", "CheckResult", "Claim", "Forecast", "available_kinds", "check",
+__all__ = ["CLAIM_KINDS", "COUNTERFACTUAL_KINDS", "PHRASINGS", "CheckResult", "Claim", "Forecast", "available_kinds",
+           "check",
            "compose", "counterfactual", "forecast_direction", "split_sentences"]
 
 RISE, FALL, STEADY = "rise", "fall", "steady"
@@ -56,6 +57,7 @@ RATIO_TOLERANCE_ABSOLUTE = 0.1
 RATIO_TOLERANCE_RELATIVE = 0.05
 HEDGE_FACTOR = 3.0
 MAX_EXTRA_CLAUSES = 2  # rank / level / category clauses, most salient first, in the composer's second sentence
+PHRASINGS = 6  # compose(variant=0..5): 3 wordings of each clause x 2 ways of joining the extras
 
 
 @dataclass(frozen=True)

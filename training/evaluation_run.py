@@ -13,6 +13,7 @@ import json
 import random
 import shlex
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
@@ -25,7 +26,7 @@ from .baselines import EMA, GradientBoosting, HoltWinters, LinearTrend, Markov, 
 from .datasets import open_dataset
 from .evaluate import MethodResult, evaluate, metrics_table, restrict, write_report
 from .examples import Example, Split, build_examples, temporal_split
-from .explanation_eval import ExplainedItem, ExplanationResult, evaluate_explanations
+from .explanation_eval import ExplainedItem, ExplanationResult, evaluate_explanations, published_explainer
 from .llm_forecasters import TrailForecaster, ZeroShotLLM, candidate_positions
 from .pare import Pare
 
@@ -152,6 +153,12 @@ def run_evaluation(args: argparse.Namespace, default_windows: dict[str, str]) ->
         trail = next(t for t in trails if t.name == "trail")
         _log(f"explaining {len(items)} test items with TRAIL...")
         explanation_results.append(evaluate_explanations("trail", trail.explain, items))
+        _log(f"explaining {len(items)} test items as the worker publishes them (candidates, checker, composer)...")
+        sources: Counter = Counter()
+        explanation_results.append(evaluate_explanations("trail_published", published_explainer(trail.model, sources),
+                                                         items))
+        explanation_results[-1].name = (f"trail_published ({sources['model']} model, {sources['model-constrained']} "
+                                        f"constrained, {sources['composer-fallback']} composer)")
         explanation_results.append(evaluate_explanations(
             "composer", lambda signals, counts: [compose(s, Forecast(c)) for s, c in zip(signals, counts)], items))
         note = ""

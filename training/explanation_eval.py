@@ -16,17 +16,19 @@ For each sampled test item a method writes an explanation of *its own* predicted
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
 
+from trail.decoding import GREEDY, Decoding
 from trail.explain import Forecast, check, compose
 from trail.signals import TrendSignals
 
 from .text_metrics import corpus_bleu4, distinct_n, mean_rouge_l
 
-__all__ = ["ExplainedItem", "ExplanationResult", "evaluate_explanations"]
+__all__ = ["ExplainedItem", "ExplanationResult", "ModelAsBackend", "evaluate_explanations", "published_explainer"]
 
 N_REFERENCE_PHRASINGS = 6
 
@@ -58,6 +60,33 @@ class ExplanationResult:
         return {"claim_precision": self.claim_precision, "fully_verified": self.fully_verified,
                 "coverage": self.coverage, "agreement": self.agreement, "bleu4": self.bleu4,
                 "rouge_l": self.rouge_l, "distinct2": self.distinct2, "ms_per_explanation": self.ms_per_explanation}
+
+
+@dataclass
+class ModelAsBackend:
+    """The PyTorch model behind the serving protocol's ``explain``, so evaluation runs the worker's selection."""
+
+    model: object  # training.model.TrailModel
+
+    def explain(self, signals: Sequence[TrendSignals], forecasts: Sequence[Forecast],
+                decodings: Sequence[Decoding] | None = None) -> list[str | None]:
+        decoding = decodings[0] if decodings else GREEDY
+        assert decodings is None or len(set(decodings)) == 1, "one decoding per call"
+        return list(self.model.explain(signals, [f.predicted_count for f in forecasts], decoding=decoding))
+
+
+def published_explainer(model: object, sources: Counter) -> Explainer:
+    """What the worker publishes for these items: the first candidate the checker fully verifies
+    (:func:`serving.explanations.explain_verified`), else the composer; ``sources`` counts who wrote each."""
+    from serving.explanations import explain_verified
+
+    def explain(signals: Sequence[TrendSignals], counts: Sequence[float]) -> list[str]:
+        chosen = explain_verified(ModelAsBackend(model), signals, [Forecast(c) for c in counts],  # type: ignore[arg-type]
+                                  range(len(signals)))
+        sources.update(e.source for e in chosen)
+        return [e.text for e in chosen]
+
+    return explain
 
 
 def evaluate_explanations(name: str, explain: Explainer, items: Sequence[ExplainedItem]) -> ExplanationResult:

@@ -230,7 +230,7 @@ def export_model(checkpoint: Path, repository: Path, model_name: str = "trail", 
     from serving.triton_repository import latest_version
     from serving.triton_trail import TRAIL_INPUTS, TRAIL_OUTPUTS, backend_files
     from serving.triton_repository import model_config_text
-    from trail.prompt import forecast_cue
+    from trail.prompt import MAX_CUE_TOKENS, forecast_cue
 
     started = time.monotonic()
     checkpoint = Path(checkpoint)
@@ -261,8 +261,9 @@ def export_model(checkpoint: Path, repository: Path, model_name: str = "trail", 
             "training": {k: training.get(k) for k in ("steps_completed", "examples_seen", "final_losses",
                                                        "created_at", "command", "git_commit")},
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "limits": {"max_prompt_tokens": model.config.max_prompt_tokens,
+            "limits": {"max_prompt_tokens": model.config.max_prompt_tokens, "max_cue_tokens": MAX_CUE_TOKENS,
                        "max_new_tokens": model.config.max_explanation_tokens},
+            "prompt_format": model.config.prompt_format,
             "eos_token_id": model.tokenizer.eos_token_id, "pad_token_id": model.tokenizer.pad_token_id,
             "score_precision": "int8 (outlier-aware dynamic)" if int8 else "fp32",
             "files": files,

@@ -26,8 +26,9 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from trail.decoding import GREEDY, Decoding, NumberConstraint, RowDecoder, fact_numbers, next_token
 from trail.features import FEATURE_NAMES, model_features
-from trail.prompt import forecast_cue, render_prompt
+from trail.prompt import MAX_CUE_TOKENS, PROMPT_FORMAT, check_prompt_format, forecast_cue, render_prompt
 from trail.signals import TrendSignals
 
 from .backbone import Backbone, load_backbone
@@ -51,6 +52,7 @@ class TrailConfig:
     projection_dim: int = 64
     max_prompt_tokens: int = 160
     max_explanation_tokens: int = 72
+    prompt_format: int = PROMPT_FORMAT  # trail.prompt's layout the model is trained on
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -59,6 +61,7 @@ class TrailConfig:
     def from_json(cls, text: str) -> "TrailConfig":
         data = json.loads(text)
         data["lora_targets"] = tuple(data["lora_targets"])
+        data.setdefault("prompt_format", 1)  # checkpoints saved before the format was recorded
         return cls(**data)
 
 
@@ -106,6 +109,7 @@ class TrailModel(nn.Module):
         self.score_head = ScoreHead(hidden, len(FEATURE_NAMES), config.head_hidden)
         self.signal_projection = nn.Linear(hidden, config.projection_dim)
         self.text_projection = nn.Linear(hidden, config.projection_dim)
+        self._number_constraint: NumberConstraint | None = None  # built from the vocabulary on first use
 
     # -- building and saving ------------------------------------------------------------------------------
     @classmethod
@@ -121,6 +125,7 @@ class TrailModel(nn.Module):
         if not config_path.exists():
             raise FileNotFoundError(f"{folder} is not a TRAIL checkpoint (no {CONFIG_FILE})")
         config = TrailConfig.from_json(config_path.read_text())
+        check_prompt_format(config.prompt_format, f"checkpoint {folder}")
         backbone = load_backbone(config.backbone, seed=config.backbone_seed)
         model = cls(backbone, config, adapter=folder / ADAPTER_FOLDER)
         heads = load_file(str(folder / HEADS_FILE))
@@ -157,7 +162,7 @@ class TrailModel(nn.Module):
             ids = self._ids(prompt, self.config.max_prompt_tokens) if prompt else []
             score_index.append(len(ids) - 1)
             if cues is not None:
-                ids += self._ids(cues[position], 16)
+                ids += self._ids(cues[position], MAX_CUE_TOKENS)
             start = len(ids)
             if continuations is not None:
                 ids += self._ids(continuations[position], self.config.max_explanation_tokens)
@@ -227,19 +232,29 @@ class TrailModel(nn.Module):
         return np.clip(np.expm1(self.predict_log_counts(signals, batch_size).astype(np.float64)), 0.0, None)
 
     @torch.no_grad()
+    @torch.no_grad()
     def explain(self, signals: Sequence[TrendSignals], predicted_counts: Sequence[float],
-                max_new_tokens: int | None = None) -> list[str]:
-        """Greedy explanations, each conditioned on its item's predicted count (one sequence at a time: on a CPU
-        that is as fast as padding a batch and keeps the tokens identical to what a single request gets)."""
+                max_new_tokens: int | None = None, decoding: Decoding = GREEDY) -> list[str]:
+        """Explanations, each conditioned on its item's predicted count, one sequence at a time with the key/value
+        cache; every next token is chosen by :func:`trail.decoding.next_token`, as the ONNX runner does, so a
+        decoding gives the same text on both paths."""
         limit = max_new_tokens or self.config.max_explanation_tokens
+        if self._number_constraint is None:
+            self._number_constraint = NumberConstraint.from_vocab(self.tokenizer.get_vocab())
         texts = []
         for item, predicted in zip(signals, predicted_counts):
-            batch = self.encode([render_prompt(item)], cues=[forecast_cue(predicted)])
-            generated = self.lm.generate(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                                         max_new_tokens=limit, do_sample=False,
-                                         eos_token_id=self.tokenizer.eos_token_id,
-                                         pad_token_id=self.tokenizer.pad_token_id)
-            new_tokens = generated[0, batch.input_ids.shape[1]:]
-            texts.append(self.tokenizer.decode(new_tokens, skip_special_tokens=True).strip())
+            prompt, cue = render_prompt(item), forecast_cue(predicted)
+            row = RowDecoder(decoding, self._number_constraint if decoding.constrained else None,
+                             fact_numbers(prompt + cue) if decoding.constrained else frozenset())
+            input_ids = self.encode([prompt], cues=[cue]).input_ids
+            past, generated = None, []
+            for _ in range(limit):
+                out = self.lm(input_ids=input_ids, past_key_values=past, use_cache=True)
+                token = next_token(row, out.logits[0, -1].float().numpy())
+                if token == self.tokenizer.eos_token_id:
+                    break
+                generated.append(token)
+                past, input_ids = out.past_key_values, torch.tensor([[token]], dtype=torch.long)
+            texts.append(self.tokenizer.decode(generated, skip_special_tokens=True).strip())
         return texts
 

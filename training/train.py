@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from trail.explain import COUNTERFACTUAL_KINDS, Forecast, compose, counterfactual
+from trail.explain import COUNTERFACTUAL_KINDS, PHRASINGS, Forecast, compose, counterfactual
 from trail.prompt import forecast_cue, render_prompt
 from trail.tracker import prerank_score
 
@@ -49,7 +49,6 @@ __all__ = ["TrainConfig", "TrainingText", "candidate_pool", "make_batches", "los
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
 METADATA_FILE = "training_metadata.json"
-N_VARIANTS = 6  # the composer's phrasings
 
 
 @dataclass(frozen=True)
@@ -109,7 +108,7 @@ def make_batches(examples: Sequence[Example], batch_size: int, seed: int) -> lis
 
 def texts_for(example: Example, rng: random.Random) -> TrainingText:
     signals, forecast = example.signals, Forecast(example.label)
-    variant = rng.randrange(N_VARIANTS)
+    variant = rng.randrange(PHRASINGS)
     kind = COUNTERFACTUAL_KINDS[rng.randrange(len(COUNTERFACTUAL_KINDS))]
     return TrainingText(example, render_prompt(signals), forecast_cue(example.label),
                         compose(signals, forecast, variant), counterfactual(signals, forecast, kind, variant))

@@ -1,0 +1,83 @@
+"""Who writes the published explanations: the worker's selection (greedy, then constrained candidates, then the
+composer) run offline over a dataset's validation windows with an exported version, as the merger runs it.
+
+``python benchmarks/explain_share.py --version triton_models/trail/1 --dataset online-retail --windows 4``
+prints, and writes to ``reports/explain_share_<dataset>.json``: the share of published texts from each source,
+the claim precision of the greedy texts alone and of what is published, and seconds per window. Validation
+windows only (the windows just before the test windows of ``trail evaluate``): prompts and decoding are chosen
+on these, the test windows stay unread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from serving.explanations import explain_verified  # noqa: E402
+from serving.onnx_backend import OnnxBackend  # noqa: E402
+from trail.decoding import GREEDY  # noqa: E402
+from trail.explain import check  # noqa: E402
+from trail.tracker import replay_windows  # noqa: E402
+from trail.windows import WindowSpec, parse_duration  # noqa: E402
+from training.cli import DEFAULT_WINDOWS  # noqa: E402
+from training.datasets import open_dataset  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--version", type=Path, required=True, help="an exported version folder")
+    parser.add_argument("--dataset", default="online-retail")
+    parser.add_argument("--windows", type=int, default=4, help="validation windows, the latest ones")
+    parser.add_argument("--top-k", type=int, default=10)
+    args = parser.parse_args()
+    version = args.version.resolve()
+    backend = OnnxBackend(version.parent.parent, version.parent.name)
+    if backend.refresh() != int(version.name):
+        raise SystemExit(f"{version} is not the newest servable version of its repository")
+    dataset = open_dataset(args.dataset)
+    spec = WindowSpec(parse_duration(DEFAULT_WINDOWS.get(args.dataset, "7d")))
+    windows = list(replay_windows(dataset.interactions(), spec, items=dataset.items()))
+    n_test = max(1, round((len(windows) - 1) * 0.15))  # as training.examples.temporal_split over labelled windows
+    chosen = windows[-2 * n_test - 1: -n_test - 1][-args.windows:]
+    sources: Counter = Counter()
+    greedy_claims = greedy_verified = published_claims = published_verified = 0
+    seconds = []
+    for window in chosen:
+        started = time.monotonic()
+        candidates = list(window.candidates)
+        forecasts = backend.score(candidates)
+        top = sorted(range(len(candidates)), key=lambda i: -(forecasts[i].score or 0.0))[: args.top_k]
+        signals, chosen_forecasts = [candidates[i] for i in top], [forecasts[i] for i in top]
+        explanations = explain_verified(backend, signals, chosen_forecasts, range(len(top)))
+        seconds.append(time.monotonic() - started)
+        greedy = backend.explain(signals, chosen_forecasts, [GREEDY] * len(signals))
+        for text, s, f, e in zip(greedy, signals, chosen_forecasts, explanations):
+            result = check(text or "", s, f)
+            greedy_claims += len(result.claims)
+            greedy_verified += result.verified_count
+            published_claims += len(e.check.claims)
+            published_verified += e.check.verified_count
+            sources[e.source] += 1
+            print(f"window {window.index} {e.source:>17}: {e.text}", flush=True)
+    total = sum(sources.values())
+    report = {"version": str(version), "dataset": args.dataset, "windows": [w.index for w in chosen],
+              "top_k": args.top_k, "sources": dict(sources),
+              "model_written_share": round((sources["model"] + sources["model-constrained"]) / total, 3),
+              "greedy_claim_precision": round(greedy_verified / greedy_claims, 4) if greedy_claims else None,
+              "published_claim_precision": round(published_verified / published_claims, 4),
+              "seconds_per_window": round(sum(seconds) / len(seconds), 1)}
+    out = ROOT / "reports" / f"explain_share_{args.dataset}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

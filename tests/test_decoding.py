@@ -1,0 +1,65 @@
+"""Constrained decoding (trail.decoding) on synthetic logits: a number is written only if it is a fact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trail.decoding import Decoding, NumberConstraint, RowDecoder, fact_numbers, next_token
+
+VOCAB = {**{str(d): d for d in range(10)}, ".": 10, " up": 11, "%": 12, " to": 13, "x": 14, "<eos>": 15, "1st": 16}
+TOKENS = {i: t for t, i in VOCAB.items()}
+CONSTRAINT = NumberConstraint.from_vocab(VOCAB)
+
+
+def _decode(preferences: list[list[str]], facts: set[str], decoding: Decoding = Decoding(constrained=True)) -> str:
+    """At each step the model prefers the listed tokens in that order (the first is its favourite)."""
+    row = RowDecoder(decoding, CONSTRAINT, frozenset(facts))
+    text = ""
+    for wanted in preferences:
+        logits = np.zeros(len(VOCAB), dtype=np.float32)
+        for rank, token in enumerate(wanted):
+            logits[VOCAB[token]] = 10.0 - rank
+        text += TOKENS[next_token(row, logits)]
+    return text
+
+
+def test_vocabulary_digits_points_and_mixed_tokens_are_found() -> None:
+    assert dict(CONSTRAINT.digit_ids) == {d: str(d) for d in range(10)}
+    assert CONSTRAINT.point_ids == {10} and CONSTRAINT.other_digit_ids == {16}
+
+
+def test_a_number_that_is_not_a_fact_cannot_be_written() -> None:
+    # the model wants "26%"; the facts are 36 and 52: its next choices that keep a fact are taken
+    assert _decode([["2", "3", "5"], ["6", "%", "2"], ["%"]], {"36", "52"}) == "36%"
+    assert _decode([["2", "5", "3"], ["6", "%", "2"], ["%"]], {"36", "52"}) == "52%"
+    assert _decode([["2", "3", "5"], ["6", "%", "2"], ["%"]], {"36", "52"}, Decoding()) == "26%"  # unconstrained
+
+
+def test_a_number_ends_only_where_it_equals_a_fact() -> None:
+    # after "5" the model wants to stop; "5" is no fact, "57.7" is: "5", "7", ".", "7" are forced
+    assert _decode([["5"], [" up", "7"], [" up", ".", "7"], [" up", "7"], [" up"]], {"57.7"}) == "57.7 up"
+    # a fact may end in a sentence's full stop, and that stop is not read as a decimal point
+    assert _decode([["3"], ["."], ["4", " up"]], {"3", "3.5"}) == "3. up"
+
+
+def test_tokens_mixing_digits_and_letters_are_never_chosen_when_constrained() -> None:
+    assert _decode([["1st", " up"]], {"1"}) == " up"
+
+
+def test_sampling_is_reproducible_by_seed_and_independent_of_other_rows() -> None:
+    rng = np.random.default_rng(0)
+    steps = [rng.normal(size=len(VOCAB)).astype(np.float32) for _ in range(30)]
+
+    def sample(seed: int) -> list[int]:
+        row = RowDecoder(Decoding(seed=seed))
+        return [next_token(row, logits) for logits in steps]
+
+    assert sample(3) == sample(3)
+    assert sample(3) != sample(4)
+
+
+@pytest.mark.parametrize("text,expected", [("counts: 35 53 (change +18)", {"35", "53", "18"}),
+                                           ("level x2.3, z -1.8; #4", {"2.3", "1.8", "4"})])
+def test_fact_numbers(text: str, expected: set[str]) -> None:
+    assert fact_numbers(text) == expected

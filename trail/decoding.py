@@ -1,0 +1,159 @@
+"""How an explanation's next token is chosen: greedy, or restricted so every number written is one of the facts.
+
+Both decoders of TRAIL — the PyTorch model (``training/model.py``) and the ONNX runner that the embedded backend
+and the Triton model share (``serving/trail_onnx.py``) — call :func:`next_token` on each row's logits, so a given
+:class:`Decoding` gives the same text on either path.
+
+Constrained decoding is a logits processor over digits. The facts of an item are the numbers its prompt and
+forecast cue show (:func:`fact_numbers`). While the model writes a number, only digits (and a decimal point) that
+keep it a prefix of some fact may follow, and the number may only end where it equals a fact. "rose 26%" can then
+not be written unless 26 is a fact; a wrong direction word is left to the checker, which rejects the candidate.
+Tokenizers whose digits are single tokens (SmolLM2, Llama) are constrained exactly; any other token that contains
+a digit is never chosen in constrained mode.
+
+A row's sampling generator is seeded by the decoding's ``seed`` alone, so a text does not depend on which other
+rows share its batch.
+
+This module is copied into every exported version folder (as ``trail_decoding.py``): it needs only numpy.
+
+>>> sorted(fact_numbers("counts: 35 53 (now 53, change +18); forecast: 57.7"))
+['18', '35', '53', '57.7']
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+import numpy as np
+
+__all__ = ["CANDIDATE_DECODINGS", "Decoding", "GREEDY", "NumberConstraint", "RowDecoder", "fact_numbers",
+           "next_token"]
+
+SAMPLE_TEMPERATURE = 0.7
+SAMPLE_TOP_K = 20
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """``constrained``: numbers restricted to the facts; ``seed`` 0: greedy, else top-k sampling with that seed."""
+
+    constrained: bool = False
+    seed: int = 0
+
+    @property
+    def label(self) -> str:
+        """What a published explanation written this way is called (``source`` in the record)."""
+        return "model-constrained" if self.constrained else "model"
+
+    def to_list(self) -> list[int]:
+        return [int(self.constrained), self.seed]
+
+    @classmethod
+    def from_list(cls, values: Iterable[int]) -> "Decoding":
+        constrained, seed = (int(v) for v in values)
+        return cls(bool(constrained), seed)
+
+
+GREEDY = Decoding()
+# Tried in order for the items whose text the checker has not fully verified yet: the model's own greedy text,
+# then constrained greedy, then constrained samples.
+CANDIDATE_DECODINGS = (GREEDY, Decoding(constrained=True), Decoding(True, seed=1), Decoding(True, seed=2))
+
+
+def fact_numbers(text: str) -> frozenset[str]:
+    """Every number written in ``text`` (integers and decimals, without sign), as written."""
+    return frozenset(_NUMBER.findall(text))
+
+
+@dataclass(frozen=True)
+class NumberConstraint:
+    """The digit tokens of a vocabulary, and which of them may follow a number in progress."""
+
+    digit_ids: Mapping[int, str]  # token id → its digit string
+    point_ids: frozenset[int]  # tokens that are exactly "."
+    other_digit_ids: frozenset[int]  # tokens mixing digits with other characters: never chosen when constrained
+
+    @classmethod
+    def from_vocab(cls, vocab: Mapping[str, int]) -> "NumberConstraint":
+        digits, points, others = {}, set(), set()
+        for token, token_id in vocab.items():
+            if token.isdigit() and token.isascii():
+                digits[token_id] = token
+            elif token == ".":
+                points.add(token_id)
+            elif any(ch.isdigit() for ch in token):
+                others.add(token_id)
+        return cls(digits, frozenset(points), frozenset(others))
+
+
+@dataclass
+class RowDecoder:
+    """One sequence's decoding state: the number being written and the sampling generator."""
+
+    decoding: Decoding
+    constraint: NumberConstraint | None = None
+    facts: frozenset[str] = frozenset()
+    number: str = ""  # digits (and at most one ".") written since the last other character
+    _prefixes: frozenset[str] = field(default=frozenset(), init=False, repr=False)
+    _rng: np.random.Generator | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.decoding.constrained and self.constraint is None:
+            raise ValueError("constrained decoding needs the vocabulary's NumberConstraint")
+        self._prefixes = frozenset(fact[:n] for fact in self.facts for n in range(1, len(fact) + 1))
+        if self.decoding.seed:
+            self._rng = np.random.default_rng(self.decoding.seed)
+
+    def allowed_mask(self, logits: np.ndarray) -> np.ndarray:
+        """``logits`` with every token that would break the constraint set to -inf (a copy)."""
+        constraint = self.constraint
+        assert constraint is not None
+        out = logits.astype(np.float32, copy=True)
+        number = self.number
+        complete = number.rstrip(".") in self.facts if number else True
+        blocked = [i for i, digit in constraint.digit_ids.items() if number + digit not in self._prefixes]
+        if number and not number.endswith(".") and not (number + "." in self._prefixes or complete):
+            blocked += constraint.point_ids
+        if not complete:  # in the middle of a number: only its continuations
+            allowed = [i for i, digit in constraint.digit_ids.items() if number + digit in self._prefixes]
+            if not number.endswith(".") and number + "." in self._prefixes:
+                allowed += constraint.point_ids
+            masked = np.full_like(out, -np.inf)
+            masked[allowed] = out[allowed]
+            return masked
+        out[blocked] = -np.inf
+        out[list(constraint.other_digit_ids)] = -np.inf
+        return out
+
+    def choose(self, logits: np.ndarray) -> int:
+        scores = self.allowed_mask(logits) if self.decoding.constrained else logits
+        if self._rng is None:
+            return int(np.argmax(scores))
+        top = np.argsort(-scores, kind="stable")[:SAMPLE_TOP_K]
+        weights = (scores[top] - scores[top[0]]) / SAMPLE_TEMPERATURE
+        probabilities = np.exp(weights.astype(np.float64))
+        probabilities[~np.isfinite(weights)] = 0.0
+        cumulative = np.cumsum(probabilities / probabilities.sum())
+        return int(top[min(int(np.searchsorted(cumulative, self._rng.random(), side="right")), len(top) - 1)])
+
+    def advance(self, token_id: int) -> None:
+        """Record the chosen token (keeps track of the number in progress)."""
+        if self.constraint is None:
+            return
+        digit = self.constraint.digit_ids.get(token_id)
+        if digit is not None:
+            self.number += digit
+        elif token_id in self.constraint.point_ids and self.number and "." not in self.number:
+            self.number += "."
+        else:
+            self.number = ""
+
+
+def next_token(row: RowDecoder, logits: np.ndarray) -> int:
+    """Choose the row's next token from its last-position logits and record it."""
+    token = row.choose(logits)
+    row.advance(token)
+    return token
