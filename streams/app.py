@@ -526,7 +526,7 @@ def build_app(config: WorkerConfig) -> faust.App:
         return records
 
     merger = WindowMerger(partitions, config.window, config.n_candidates, config.top_k,
-                          board_size=config.trend.board_size)
+                          board_size=config.trend.board_size, explanation_candidates=config.explanation_candidates)
     merger_store = MergerStore(merger_state)
     merger_loaded = [False]  # re-read from the table after any rebalance (the partition may have moved)
 

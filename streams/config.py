@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from trail.decoding import CANDIDATE_DECODINGS, DEFAULT_EXPLANATION_CANDIDATES
 from trail.signals import TrendConfig
 from trail.windows import WindowSpec, parse_duration
 
@@ -24,6 +25,9 @@ class WorkerConfig:
     trend: TrendConfig = field(default_factory=TrendConfig)
     n_candidates: int = 200  # TRAIL_CANDIDATES: items scored by the model per window
     top_k: int = 20  # TRAIL_TOP_K: items published (and explained) per window
+    # TRAIL_EXPLANATION_CANDIDATES: decoding rounds tried per item until the checker verifies a text (1 = greedy
+    # only, 2 adds constrained greedy, 3-4 add constrained samples; each round is one batched decode)
+    explanation_candidates: int = DEFAULT_EXPLANATION_CANDIDATES
     close_on_wall_clock: bool = False  # TRAIL_LIVE=1: also close windows on the wall clock (idle topics)
     data_dir: str = ".trail-data"  # TRAIL_DATA_DIR: RocksDB state of this worker
     web_port: int = 6066  # TRAIL_WEB_PORT
@@ -43,6 +47,9 @@ class WorkerConfig:
             raise ValueError("TRAIL_CANDIDATES and TRAIL_TOP_K must be >= 1")
         if self.top_k > self.n_candidates:
             raise ValueError(f"TRAIL_TOP_K ({self.top_k}) cannot exceed TRAIL_CANDIDATES ({self.n_candidates})")
+        if not 1 <= self.explanation_candidates <= len(CANDIDATE_DECODINGS):
+            raise ValueError(f"TRAIL_EXPLANATION_CANDIDATES must be 1..{len(CANDIDATE_DECODINGS)}, got "
+                             f"{self.explanation_candidates}")
         if self.max_items < 1 or self.batch_size < 1 or self.replication_factor < 1:
             raise ValueError("TRAIL_MAX_ITEMS, TRAIL_BATCH and TRAIL_REPLICATION_FACTOR must be >= 1")
         if self.log_format not in ("text", "json"):
@@ -68,6 +75,7 @@ class WorkerConfig:
             ),
             n_candidates=int(env("TRAIL_CANDIDATES", str(defaults.n_candidates))),
             top_k=int(env("TRAIL_TOP_K", str(defaults.top_k))),
+            explanation_candidates=int(env("TRAIL_EXPLANATION_CANDIDATES", str(defaults.explanation_candidates))),
             close_on_wall_clock=env("TRAIL_LIVE", "0") in ("1", "true", "yes"),
             data_dir=env("TRAIL_DATA_DIR", defaults.data_dir),
             web_port=int(env("TRAIL_WEB_PORT", str(defaults.web_port))),

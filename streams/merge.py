@@ -13,7 +13,7 @@ from typing import Any, Iterator, Mapping, MutableMapping, Sequence
 
 from serving.backend import Backend, BackendUnavailable
 from serving.explanations import Explanation, explain_verified
-from trail.decoding import CANDIDATE_DECODINGS
+from trail.decoding import CANDIDATE_DECODINGS, DEFAULT_EXPLANATION_CANDIDATES
 from trail.events import format_ts
 from trail.explain import Forecast
 from trail.signals import PartitionSummary, TrendConfig, TrendSignals, WindowBoard, signals_for
@@ -62,6 +62,7 @@ class WindowMerger:
     n_candidates: int
     top_k: int
     board_size: int = TrendConfig.board_size  # TRAIL_BOARD_SIZE: global ranks use the partitions' board size
+    explanation_candidates: int = DEFAULT_EXPLANATION_CANDIDATES  # TRAIL_EXPLANATION_CANDIDATES
     board: WindowBoard = field(init=False)
     pending: dict[int, dict[int, dict[str, Any]]] = field(default_factory=dict)  # window → partition → report
     published_through: int | None = None
@@ -114,7 +115,7 @@ class WindowMerger:
         top = order[: self.top_k]
         explanations = explain_verified(scorer, [signals[i] for i in top], [forecasts[i] for i in top],
                                         [window + rank for rank in range(1, len(top) + 1)],
-                                        () if used_fallback else CANDIDATE_DECODINGS)
+                                        () if used_fallback else CANDIDATE_DECODINGS[: self.explanation_candidates])
         stats = sum((r.stats for r in reports), WindowStats())
         items = [self._item(rank, signals[i], forecasts[i], explanation)
                  for rank, i, explanation in zip(range(1, len(top) + 1), top, explanations)]
