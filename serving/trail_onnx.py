@@ -22,9 +22,9 @@ from typing import Sequence
 import numpy as np
 
 try:  # a Triton version folder carries trail/decoding.py as trail_decoding.py, next to this file
-    from trail_decoding import GREEDY, Decoding, NumberConstraint, RowDecoder, fact_numbers, next_token
+    from trail_decoding import GREEDY, Decoding, NumberConstraint, RowDecoder, next_token
 except ImportError:
-    from trail.decoding import GREEDY, Decoding, NumberConstraint, RowDecoder, fact_numbers, next_token
+    from trail.decoding import GREEDY, Decoding, NumberConstraint, RowDecoder, next_token
 
 __all__ = ["SCORE_FILE", "GENERATOR_FILE", "TOKENIZER_FILE", "MANIFEST_FILE", "TrailOnnx", "VersionError"]
 
@@ -138,9 +138,7 @@ class TrailOnnx:
             input_ids[index, width - len(row):] = row
             mask[index, width - len(row):] = 1
         positions = np.clip(mask.cumsum(axis=1) - 1, 0, None)
-        decoders = [RowDecoder(d, self.number_constraint if d.constrained else None,
-                               fact_numbers(p + c) if d.constrained else frozenset())
-                    for d, p, c in zip(decodings, prompts, cues)]
+        decoders = [RowDecoder.for_item(d, self.number_constraint, p, c) for d, p, c in zip(decodings, prompts, cues)]
         past = self._empty_past(n)
         generated: list[list[int]] = [[] for _ in rows]
         active = np.arange(n)  # rows still writing; a finished row leaves the batch (and its cache)

@@ -103,6 +103,13 @@ class RowDecoder:
     _prefixes: frozenset[str] = field(default=frozenset(), init=False, repr=False)
     _rng: np.random.Generator | None = field(default=None, init=False, repr=False)
 
+    @classmethod
+    def for_item(cls, decoding: Decoding, constraint: NumberConstraint, prompt: str, cue: str) -> "RowDecoder":
+        """The decoder of one item's explanation: constrained to the numbers of its prompt and cue if asked."""
+        if not decoding.constrained:
+            return cls(decoding)
+        return cls(decoding, constraint, fact_numbers(prompt + cue))
+
     def __post_init__(self) -> None:
         if self.decoding.constrained and self.constraint is None:
             raise ValueError("constrained decoding needs the vocabulary's NumberConstraint")

@@ -26,7 +26,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from trail.decoding import GREEDY, Decoding, NumberConstraint, RowDecoder, fact_numbers, next_token
+from trail.decoding import GREEDY, Decoding, NumberConstraint, RowDecoder, next_token
 from trail.features import FEATURE_NAMES, model_features
 from trail.prompt import MAX_CUE_TOKENS, PROMPT_FORMAT, check_prompt_format, forecast_cue, render_prompt
 from trail.signals import TrendSignals
@@ -244,8 +244,7 @@ class TrailModel(nn.Module):
         texts = []
         for item, predicted in zip(signals, predicted_counts):
             prompt, cue = render_prompt(item), forecast_cue(predicted)
-            row = RowDecoder(decoding, self._number_constraint if decoding.constrained else None,
-                             fact_numbers(prompt + cue) if decoding.constrained else frozenset())
+            row = RowDecoder.for_item(decoding, self._number_constraint, prompt, cue)
             input_ids = self.encode([prompt], cues=[cue]).input_ids
             past, generated = None, []
             for _ in range(limit):
