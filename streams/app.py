@@ -19,7 +19,8 @@ River trend state (``t/...``, written when a window closes, for the items it cou
 offset seen, every partition's latest mark). All of a partition's keys are written to the same changelog
 partition, in order, so any recovered state is a prefix of the writes; with the per-record applied offsets that
 makes recovery exact. A message to another topic that a later state write depends on (a report, a mark,
-forwarded events, a DLQ entry) is acknowledged by the broker before that write is made.
+forwarded events, a DLQ entry) is acknowledged by the broker before that write is made. Every internal topic and
+both changelogs are created (and have leaders) before Faust subscribes (:func:`_ensure_topics`).
 
 Each worker keeps its partitions' item records in memory (``resident``: read from the table once per assignment,
 then kept current by the ingest and catalogue agents), so a window close does not scan the table. A close writes
@@ -41,12 +42,13 @@ import json
 import logging
 import time
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import faust
 from faust.streams import _current_event
-from faust.types import TP
+from faust.types import TP, TableT
 
 from serving.backend import Backend, FallbackChain
 from serving.baseline import BaselineBackend
@@ -114,11 +116,30 @@ def _partition_count(config: WorkerConfig) -> int:
     return len(partitions)
 
 
-def _ensure_topics(config: WorkerConfig, topics: dict[str, tuple[int, int]], wait_s: float = 60.0) -> None:
-    """Create the worker's internal topics (name → partitions, retention ms) and wait until every partition has a
+@dataclass(frozen=True)
+class InternalTopic:
+    """A topic the worker owns: its partition count and Kafka topic configs (retention, compaction)."""
+
+    partitions: int
+    configs: dict[str, str]
+
+    @classmethod
+    def expiring(cls, partitions: int, retention_ms: int) -> InternalTopic:
+        return cls(partitions, {"retention.ms": str(retention_ms)})
+
+    @classmethod
+    def changelog(cls, table: TableT) -> InternalTopic:
+        """A table's changelog as Faust itself would declare it (compacted, the table's partitions)."""
+        return cls(table.partitions or 1, {"cleanup.policy": "compact"})
+
+
+def _ensure_topics(config: WorkerConfig, topics: dict[str, InternalTopic], wait_s: float = 60.0) -> None:
+    """Create the worker's internal topics and the tables' changelogs and wait until every partition has a
     leader, before Faust subscribes. A topic Faust would create itself on first use may not be in the metadata
-    yet when the consumer group assigns partitions: Faust then logs "Ignoring missing topic" and the agent that
-    reads it gets no partition — on a fresh broker the merger never saw a summary and no list was published."""
+    yet when the consumer group assigns partitions. Faust then logs "Ignoring missing topic" and the agent that
+    reads it gets no partition (on a fresh broker the merger never saw a summary and no list was published), or,
+    for a changelog, the group's metadata snapshot records it with 0 partitions until the next metadata refresh
+    (minutes) and every table write raises ``PartitionsMismatch`` ("the changelog topic has 0 partitions")."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
@@ -126,8 +147,8 @@ def _ensure_topics(config: WorkerConfig, topics: dict[str, tuple[int, int]], wai
     admin = KafkaAdminClient(**config.kafka.client_config(), client_id="trail-worker")
     try:
         existing = set(admin.list_topics())
-        new = [NewTopic(name, partitions, config.replication_factor, topic_configs={"retention.ms": str(retention)})
-               for name, (partitions, retention) in topics.items() if name not in existing]
+        new = [NewTopic(name, topic.partitions, config.replication_factor, topic_configs=topic.configs)
+               for name, topic in topics.items() if name not in existing]
         if new:
             try:
                 admin.create_topics(new)
@@ -136,8 +157,8 @@ def _ensure_topics(config: WorkerConfig, topics: dict[str, tuple[int, int]], wai
         deadline = time.monotonic() + wait_s
         while True:
             described = {t["topic"] if "topic" in t else t.get("name"): t for t in admin.describe_topics(list(topics))}
-            missing = [name for name, (partitions, _) in topics.items()
-                       if not _has_leaders(described.get(name), partitions)]
+            missing = [name for name, topic in topics.items()
+                       if not _has_leaders(described.get(name), topic.partitions)]
             if not missing:
                 return
             if time.monotonic() > deadline:
@@ -195,9 +216,6 @@ def build_app(config: WorkerConfig) -> faust.App:
     # Events and catalogue entries a producer put on a partition that does not own their item are forwarded to
     # the owner over these (streams/routing.py); marks travel there too (streams/partition_clock.py).
     rekey_name, catalogue_rekey_name = f"{config.app_id}-rekeyed", f"{config.app_id}-items-rekeyed"
-    _ensure_topics(config, {ticks_name: (partitions, 3_600_000), rekey_name: (partitions, REKEY_RETENTION_MS),
-                            catalogue_rekey_name: (partitions, REKEY_RETENTION_MS),
-                            config.summaries_topic: (1, REKEY_RETENTION_MS)})
     interactions = app.topic(config.topics.interactions, ticks_name, rekey_name, key_serializer="raw",
                              value_serializer="raw")
     ticks = app.topic(ticks_name, key_serializer="raw", value_serializer="json", partitions=partitions, internal=True)
@@ -212,6 +230,12 @@ def build_app(config: WorkerConfig) -> faust.App:
 
     state = app.Table("state", default=None, key_type=str, partitions=partitions)
     merger_state = app.Table("merger", default=None, key_type=str, partitions=1)
+    _ensure_topics(config, {ticks_name: InternalTopic.expiring(partitions, 3_600_000),
+                            rekey_name: InternalTopic.expiring(partitions, REKEY_RETENTION_MS),
+                            catalogue_rekey_name: InternalTopic.expiring(partitions, REKEY_RETENTION_MS),
+                            config.summaries_topic: InternalTopic.expiring(1, REKEY_RETENTION_MS),
+                            **{table.changelog_topic_name: InternalTopic.changelog(table)
+                               for table in (state, merger_state)}})
     page = (Path(__file__).with_name("page.html")).read_text(encoding="utf-8")
 
     clocks: dict[int, PartitionClock] = {}  # this process's view of each partition clock (the table is durable)
@@ -656,5 +680,15 @@ def _credentials(config: WorkerConfig) -> Any:
     return faust.SSLCredentials(context)
 
 
-config = WorkerConfig.from_env()
-app = build_app(config)
+_app: faust.App | None = None
+
+
+def __getattr__(name: str) -> Any:
+    """``faust -A streams.app`` looks up ``app``: the app (and its broker calls) is built then, from the
+    environment, not when the module is imported (tests and tools import it without a broker)."""
+    global _app
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if _app is None:
+        _app = build_app(WorkerConfig.from_env())
+    return _app
