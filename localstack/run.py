@@ -25,6 +25,7 @@ from typing import Any, Callable, TextIO
 from serving.triton_repository import latest_version
 from streams.kafka_io import create_topics, read_topic
 from streams.settings import KafkaSettings, TopicNames
+from trail.trending_record import TrendingRecord
 
 from .kafka import PROJECT_ROOT, LocalKafka
 from .process import STOP_GRACE_S, port_in_use, terminate
@@ -189,11 +190,16 @@ class LocalRun:
         Returns the number of lists printed."""
         last = self._get("trending")
         if last and last.get("window") is not None:
-            self.say("last published list (from an earlier run):")
-            self.say(format_record(last))
+            try:
+                earlier = TrendingRecord.from_dict(last)
+            except (KeyError, TypeError):  # written by an older worker, in an older record format
+                earlier = None
+            if earlier is not None:
+                self.say("last published list (from an earlier run):")
+                self.say(format_record(earlier))
         for record in read_topic(self._kafka_settings, TopicNames.from_env().trending, from_beginning=False,
                                  stop=self._should_stop_following):
-            self.say(format_record(json.loads(record.value)))
+            self.say(format_record(TrendingRecord.from_dict(json.loads(record.value))))
             self.published += 1
         return self.published
 
@@ -232,19 +238,19 @@ class LocalRun:
         print(text, file=self.out, flush=True)
 
 
-def format_record(record: dict[str, Any], width: int = 120) -> str:
+def format_record(record: TrendingRecord, width: int = 120) -> str:
     """One published window as a few terminal lines: header, then rank, title, prediction, badge, explanation."""
-    window, scorer = record["window"], record["scorer"]
-    fallback = "  FALLBACK" if scorer["fallback"] else ""
-    lines = [f"── window #{window['index']}  {window['start'][:10]} → {window['end'][:10]}   "
-             f"{scorer['name']} v{scorer['version']} ({scorer['backend']}){fallback}   "
-             f"{record['stats']['events_counted']:,.0f} events, {record['stats']['items_tracked']:,} items tracked"]
-    for item in record["items"]:
-        check = item["faithfulness"]
-        badge = f"✓{check['verified']}/{check['claims']}" if check["all_verified"] else f"!{check['verified']}/{check['claims']}"
-        title = (item["title"] or item["item_id"])[:34]
-        head = f"{item['rank']:>3}  {title:<34} pred {item['predicted_count']:>7.1f}  {badge:<6} "
-        lines.append(head + item["explanation"][: max(20, width - len(head))])
+    window, scorer, stats = record.window, record.scorer, record.stats
+    fallback = "  FALLBACK" if scorer.fallback else ""
+    lines = [f"── window #{window.index}  {window.start[:10]} → {window.end[:10]}   "
+             f"{scorer.name} v{scorer.version} ({scorer.backend}){fallback}   "
+             f"{stats.events_counted:,.0f} events, {stats.items_tracked:,} items tracked"]
+    for item in record.items:
+        check = item.faithfulness
+        badge = f"{'✓' if check.all_verified else '!'}{check.verified}/{check.claims}"
+        title = (item.title or item.item_id)[:34]
+        head = f"{item.rank:>3}  {title:<34} pred {item.predicted_count:>7.1f}  {badge:<6} "
+        lines.append(head + item.explanation[: max(20, width - len(head))])
     return "\n".join(lines)
 
 

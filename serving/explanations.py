@@ -15,12 +15,11 @@ from typing import Sequence
 from trail.decoding import CANDIDATE_DECODINGS, Decoding
 from trail.explain import PHRASINGS, CheckResult, Forecast, check, compose
 from trail.signals import TrendSignals
+from trail.trending_record import EXPLANATION_SOURCES
 
 from .backend import Backend, BackendUnavailable
 
 __all__ = ["EXPLANATION_SOURCES", "Explanation", "explain_verified"]
-
-EXPLANATION_SOURCES = ("model", "model-constrained", "composer-fallback", "composer")
 
 
 @dataclass(frozen=True)

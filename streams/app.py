@@ -55,6 +55,7 @@ from serving.baseline import BaselineBackend
 from serving.onnx_backend import OnnxBackend
 from serving.triton_backend import TritonBackend, parse_triton_url
 from trail.events import Interaction, InvalidEvent, parse_interactions, parse_item_meta
+from trail.trending_record import TrendingRecord
 from trail.tracker import ItemRecord, OpenWindows, WindowStats, apply_event, close_partition_window
 
 from . import commit_barrier
@@ -575,11 +576,7 @@ def build_app(config: WorkerConfig) -> faust.App:
                 # wait for the broker's acknowledgement: a list is published, or the worker stops saying why
                 await (await trending.send(key=str(record["window"]["index"]).encode(), value=record))
                 merger_state["latest"] = record  # durable: the page shows it again after a restart
-                metrics.published += 1
-                metrics.fallbacks += bool(record["scorer"]["fallback"])
-                for item in record["items"]:
-                    metrics.explanations[item["explanation_source"]] += 1
-                metrics.last_latency_ms = record["stats"]["latency_ms"]
+                metrics.count_published(TrendingRecord.from_dict(record))
             merger_store.save_published(merger, records)
             progress.processed(event.message.tp, event.message.offset)
 

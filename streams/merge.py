@@ -18,13 +18,12 @@ from trail.events import format_ts
 from trail.explain import Forecast
 from trail.signals import PartitionSummary, TrendConfig, TrendSignals, WindowBoard, signals_for
 from trail.tracker import Candidate, WindowStats, select_candidates
+from trail.trending_record import (SIGNALS_SHOWN, Faithfulness, ItemSignals, Scorer, TrendingItem, TrendingRecord,
+                                   WindowRef, WindowTotals)
 from trail.windows import WindowSpec
 
 __all__ = ["MergerStore", "PartitionReport", "WindowMerger", "SIGNALS_SHOWN"]
 
-SIGNALS_SHOWN = ("count", "previous_count", "acceleration", "history", "momentum", "zscore", "level_ratio",
-                 "distinct_users", "age_windows", "forecast", "rank", "previous_rank", "rank_change",
-                 "category_growth")
 
 
 @dataclass(frozen=True)
@@ -120,35 +119,27 @@ class WindowMerger:
         items = [self._item(rank, signals[i], forecasts[i], explanation)
                  for rank, i, explanation in zip(range(1, len(top) + 1), top, explanations)]
         latency_ms = int(time.time() * 1000) - min(r.closed_at_ms for r in reports)
-        return {
-            "window": {"index": window, "start": format_ts(self.spec.start_of(window)),
-                       "end": format_ts(self.spec.end_of(window))},
-            "generated_at": format_ts(int(time.time() * 1000)),
-            "scorer": {"name": scorer.info.name, "version": scorer.info.version, "backend": scorer.info.backend,
-                       "fallback": used_fallback},
-            "items": items,
-            "stats": {"events_counted": stats.counted, "late": stats.late, "rejected": stats.rejected,
-                      "items_tracked": stats.items_tracked, "candidates_scored": len(signals),
-                      "partitions": len(reports), "latency_ms": latency_ms,
-                      "merge_ms": round((time.monotonic() - started) * 1000, 2)},
-        }
+        return TrendingRecord(
+            window=WindowRef(window, format_ts(self.spec.start_of(window)), format_ts(self.spec.end_of(window))),
+            generated_at=format_ts(int(time.time() * 1000)),
+            scorer=Scorer(scorer.info.name, scorer.info.version, scorer.info.backend, used_fallback),
+            items=tuple(items),
+            stats=WindowTotals(events_counted=stats.counted, late=stats.late, rejected=stats.rejected,
+                               items_tracked=stats.items_tracked, candidates_scored=len(signals),
+                               partitions=len(reports), latency_ms=latency_ms,
+                               merge_ms=round((time.monotonic() - started) * 1000, 2)),
+        ).to_dict()
 
-    def _item(self, rank: int, signals: TrendSignals, forecast: Forecast, explanation: Explanation) -> dict[str, Any]:
+    def _item(self, rank: int, signals: TrendSignals, forecast: Forecast, explanation: Explanation) -> TrendingItem:
         result = explanation.check
         shown = signals.to_dict()
-        return {
-            "rank": rank,
-            "item_id": signals.item_id,
-            "title": signals.title,
-            "category": signals.category,
-            "score": round(forecast.score or 0.0, 6),
-            "predicted_count": round(forecast.predicted_count, 4),
-            "explanation": explanation.text,
-            "explanation_source": explanation.source,
-            "faithfulness": {"claims": len(result.claims), "verified": result.verified_count,
-                             "all_verified": result.all_verified},
-            "signals": {name: shown[name] for name in SIGNALS_SHOWN},
-        }
+        return TrendingItem(
+            rank=rank, item_id=signals.item_id, title=signals.title, category=signals.category,
+            score=round(forecast.score or 0.0, 6), predicted_count=round(forecast.predicted_count, 4),
+            explanation=explanation.text, explanation_source=explanation.source,
+            faithfulness=Faithfulness(len(result.claims), result.verified_count, result.all_verified),
+            signals=ItemSignals(**{**{name: shown[name] for name in SIGNALS_SHOWN}, "history": tuple(shown["history"])}),
+        )
 
     def to_state(self) -> dict[str, Any]:
         return {"board": self.board.to_state(), "pending": {str(w): {str(p): r for p, r in reports.items()}

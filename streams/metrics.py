@@ -7,7 +7,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from serving.backend import ModelInfo
-from serving.explanations import EXPLANATION_SOURCES
+from trail.trending_record import EXPLANATION_SOURCES, TrendingRecord
 
 __all__ = ["Metrics"]
 
@@ -32,6 +32,14 @@ class Metrics:
     explanations: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EXPLANATION_SOURCES, 0))
     started_at: float = field(default_factory=time.monotonic)
     _samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=64))
+
+    def count_published(self, record: TrendingRecord) -> None:
+        """One list published: its fallback flag, who wrote each explanation, its latency."""
+        self.published += 1
+        self.fallbacks += record.scorer.fallback
+        for item in record.items:
+            self.explanations[item.explanation_source] += 1
+        self.last_latency_ms = record.stats.latency_ms
 
     def sample(self, now: float | None = None) -> None:
         """Record the event counter (the worker calls this once a second) for :attr:`events_per_second`."""
