@@ -8,7 +8,9 @@ import time
 from pathlib import Path
 
 
+from streams.settings import setting_reader
 from trail.arguments import positive_float, positive_int
+from trail.errors import ConfigError
 from trail.windows import parse_duration
 
 from .kafka import PROJECT_ROOT, LocalKafka
@@ -23,8 +25,8 @@ def local_kafka() -> LocalKafka:
     ``TRAIL_KAFKA_PORT`` (9092) and ``TRAIL_KAFKA_CONTROLLER_PORT`` (9093)."""
     return LocalKafka(
         data_dir=Path(os.environ.get("TRAIL_KAFKA_DATA_DIR", PROJECT_ROOT / ".kafka" / "data")),
-        port=int(os.environ.get("TRAIL_KAFKA_PORT", "9092")),
-        controller_port=int(os.environ.get("TRAIL_KAFKA_CONTROLLER_PORT", "9093")),
+        port=setting_reader().integer("TRAIL_KAFKA_PORT", 9092),
+        controller_port=setting_reader().integer("TRAIL_KAFKA_CONTROLLER_PORT", 9093),
     )
 
 
@@ -36,9 +38,9 @@ def local_triton() -> LocalTriton:
     return LocalTriton(
         model_repository=repository,
         work_dir=Path(os.environ.get("TRAIL_TRITON_WORK_DIR", PROJECT_ROOT / ".triton")),
-        http_port=int(os.environ.get("TRAIL_TRITON_HTTP_PORT", "8000")),
-        grpc_port=int(os.environ.get("TRAIL_TRITON_GRPC_PORT", "8001")),
-        metrics_port=int(os.environ.get("TRAIL_TRITON_METRICS_PORT", "8002")),
+        http_port=setting_reader().integer("TRAIL_TRITON_HTTP_PORT", 8000),
+        grpc_port=setting_reader().integer("TRAIL_TRITON_GRPC_PORT", 8001),
+        metrics_port=setting_reader().integer("TRAIL_TRITON_METRICS_PORT", 8002),
         load_models=models,
     )
 
@@ -73,7 +75,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                      help=f"items the model scores per window (default {defaults.candidates})")
     run.add_argument("--top-k", type=positive_int, default=defaults.top_k,
                      help=f"items published per window (default {defaults.top_k})")
-    run.add_argument("--web-port", type=positive_int, default=int(os.environ.get("TRAIL_WEB_PORT", "6066")))
+    run.add_argument("--web-port", type=positive_int, default=setting_reader().integer("TRAIL_WEB_PORT", 6066))
     run.add_argument("--state-dir", type=Path, default=defaults.state_dir, help="worker state and logs")
     run.add_argument("--max-windows", type=positive_int,
                      help="stop everything after this many newly published windows (default: run until Ctrl-C)")
@@ -82,7 +84,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     if args.top_k > args.candidates:
-        raise ValueError(f"--top-k ({args.top_k}) cannot exceed --candidates ({args.candidates})")
+        raise ConfigError(f"--top-k ({args.top_k}) cannot exceed --candidates ({args.candidates})")
     window = args.window or ("1d" if args.dataset == "stackexchange" else "7d")
     speed = args.speed or parse_duration(window) / 1000 / SECONDS_PER_WINDOW
     options = RunOptions(

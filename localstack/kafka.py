@@ -18,6 +18,8 @@ from pathlib import Path
 
 from localstack.process import STOP_GRACE_S, alive, pid_from, port_in_use, terminate
 
+from trail.errors import TrailError
+
 __all__ = ["KafkaStartError", "LocalKafka", "LocalKafkaCluster"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -50,7 +52,7 @@ def new_cluster_id() -> str:
     return cluster
 
 
-class KafkaStartError(RuntimeError):
+class KafkaStartError(TrailError, RuntimeError):
     """The broker could not be started; the message carries the reason and the tail of the broker's log."""
 
 

@@ -25,6 +25,7 @@ from typing import Any, Callable, TextIO
 from serving.triton_repository import latest_version
 from streams.kafka_io import create_topics, read_topic
 from streams.settings import KafkaSettings, TopicNames
+from trail.errors import ConfigError, TrailError
 from trail.trending_record import TrendingRecord
 
 from .kafka import PROJECT_ROOT, LocalKafka
@@ -34,7 +35,7 @@ from .triton import LocalTriton
 __all__ = ["LocalRun", "RunError", "RunOptions", "format_record"]
 
 
-class RunError(RuntimeError):
+class RunError(TrailError, RuntimeError):
     """Something ``trail run`` cannot work around (a port taken, a process that died): one line for the user."""
 
 
@@ -58,7 +59,7 @@ class RunOptions:
 
     def __post_init__(self) -> None:
         if self.backend not in ("onnx", "triton", "baseline"):
-            raise ValueError(f"--backend must be onnx, triton or baseline, got {self.backend!r}")
+            raise ConfigError(f"--backend must be onnx, triton or baseline, got {self.backend!r}")
 
 
 @dataclass

@@ -20,13 +20,15 @@ from pathlib import Path
 
 from localstack.process import STOP_GRACE_S, alive, pid_from, port_in_use, terminate
 
+from trail.errors import TrailError
+
 __all__ = ["LocalTriton", "TritonStartError"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VENV = PROJECT_ROOT / ".venv-triton"
 
 
-class TritonStartError(RuntimeError):
+class TritonStartError(TrailError, RuntimeError):
     """The server could not be started; the message carries the reason and the tail of its log."""
 
 

@@ -6,13 +6,14 @@ from dataclasses import dataclass, field
 from typing import Protocol, Sequence, runtime_checkable
 
 from trail.decoding import Decoding
+from trail.errors import TrailError
 from trail.explain import Forecast
 from trail.signals import TrendSignals
 
 __all__ = ["Backend", "BackendUnavailable", "FallbackChain", "ModelInfo"]
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(TrailError, RuntimeError):
     """The backend cannot answer now (server down, model not loaded); the caller falls back."""
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
 from trail.decoding import Decoding
+from trail.errors import ConfigError
 from trail.explain import Forecast
 from trail.signals import TrendSignals
 
@@ -36,7 +37,7 @@ class BaselineBackend:
 
     def __post_init__(self) -> None:
         if self.method not in ("ema", "holt"):
-            raise ValueError(f"baseline method must be 'ema' or 'holt', got {self.method!r}")
+            raise ConfigError(f"baseline method must be 'ema' or 'holt', got {self.method!r}")
         object.__setattr__(self, "info", ModelInfo(f"baseline-{self.method}", "1", "baseline"))
 
     def score(self, signals: Sequence[TrendSignals]) -> list[Forecast]:

@@ -21,10 +21,12 @@ from typing import Sequence
 
 import numpy as np
 
-try:  # a Triton version folder carries trail/decoding.py as trail_decoding.py, next to this file
+try:  # a Triton version folder carries trail/decoding.py and trail/errors.py as trail_*.py, next to this file
     from trail_decoding import GREEDY, Decoding, NumberConstraint, RowDecoder, next_token
+    from trail_errors import TrailError
 except ImportError:
     from trail.decoding import GREEDY, Decoding, NumberConstraint, RowDecoder, next_token
+    from trail.errors import TrailError
 
 __all__ = ["SCORE_FILE", "GENERATOR_FILE", "TOKENIZER_FILE", "MANIFEST_FILE", "TrailOnnx", "VersionError"]
 
@@ -35,7 +37,7 @@ MANIFEST_FILE = "manifest.json"
 REQUIRED_FILES = (SCORE_FILE, GENERATOR_FILE, TOKENIZER_FILE, MANIFEST_FILE)
 
 
-class VersionError(RuntimeError):
+class VersionError(TrailError, RuntimeError):
     """A version folder that cannot serve: files missing, unreadable, or a manifest that does not match."""
 
 

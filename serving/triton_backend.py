@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from trail.decoding import GREEDY, Decoding
+from trail.errors import ConfigError
 from trail.explain import Forecast
 from trail.prompt import forecast_cue
 from trail.signals import TrendSignals
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 def parse_triton_url(url: str) -> str:
     """``triton://host:port`` → ``host:port`` (gRPC)."""
     if not url.startswith("triton://") or not url[len("triton://"):]:
-        raise ValueError(f"a Triton backend URL looks like triton://127.0.0.1:8001, got {url!r}")
+        raise ConfigError(f"a Triton backend URL looks like triton://127.0.0.1:8001, got {url!r}")
     return url[len("triton://"):].rstrip("/")
 
 

@@ -28,4 +28,5 @@ def backend_files() -> dict[str, Path]:
     """File name in the version folder → source: the python-backend model and the ONNX runner it imports."""
     here = Path(__file__).parent
     return {"model.py": here / "triton_trail_model.py", "trail_onnx.py": here / "trail_onnx.py",
-            "trail_decoding.py": here.parent / "trail" / "decoding.py"}
+            "trail_decoding.py": here.parent / "trail" / "decoding.py",
+            "trail_errors.py": here.parent / "trail" / "errors.py"}

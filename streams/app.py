@@ -54,12 +54,13 @@ from serving.backend import Backend, FallbackChain
 from serving.baseline import BaselineBackend
 from serving.onnx_backend import OnnxBackend
 from serving.triton_backend import TritonBackend, parse_triton_url
+from trail.errors import ConfigError, TrailError
 from trail.events import Interaction, InvalidEvent, parse_interactions, parse_item_meta
 from trail.trending_record import TrendingRecord
 from trail.tracker import ItemRecord, OpenWindows, WindowStats, apply_event, close_partition_window
 
 from . import commit_barrier
-from .config import WorkerConfig
+from .config import BACKEND_CHOICES, WorkerConfig
 from .delivery import DeliveryWatch
 from .logs import logging_config
 from .merge import MergerStore, PartitionReport, WindowMerger
@@ -98,8 +99,7 @@ def load_backends(config: WorkerConfig) -> tuple[Backend, Backend]:
     if kind == "triton":
         triton = TritonBackend(parse_triton_url(url), config.model_name)
         return triton, FallbackChain((OnnxBackend(repository, config.model_name), baseline))
-    raise ValueError(f"TRAIL_BACKEND={url!r} is not a known backend (baseline, baseline:holt, onnx, "
-                     "triton://HOST:PORT)")
+    raise ConfigError(f"TRAIL_BACKEND={url!r} is not a known backend ({BACKEND_CHOICES})")
 
 
 def _partition_count(config: WorkerConfig) -> int:
@@ -113,7 +113,7 @@ def _partition_count(config: WorkerConfig) -> int:
     finally:
         consumer.close()
     if not partitions:
-        raise RuntimeError(f"topic {config.topics.interactions!r} does not exist: run `trail topics create` first")
+        raise TrailError(f"topic {config.topics.interactions!r} does not exist: run `trail topics create` first")
     return len(partitions)
 
 

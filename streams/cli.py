@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from trail.arguments import positive_float, positive_int
+from trail.errors import ConfigError
 from trail.events import LIMITS, InvalidEvent, Interaction, parse_interaction, parse_item_meta, parse_ts
 
 from .kafka_io import Publisher, create_topics, message_count, pretty, read_topic
@@ -112,9 +113,9 @@ def _replay(args: argparse.Namespace) -> int:
     from training.datasets import open_dataset  # the adapters live with the offline side; the CLI composes
 
     if args.batch > LIMITS.max_batch_events:
-        raise ValueError(f"--batch {args.batch} is over the {LIMITS.max_batch_events} events a message may carry")
+        raise ConfigError(f"--batch {args.batch} is over the {LIMITS.max_batch_events} events a message may carry")
     if args.resume and args.batch > 1:
-        raise ValueError("--resume counts the messages already in the topic: it needs one event per message (--batch 1)")
+        raise ConfigError("--resume counts the messages already in the topic: it needs one event per message (--batch 1)")
     dataset = open_dataset(args.dataset, args.path, args.map)
     topics = TopicNames.from_env()
     settings = KafkaSettings.from_env()

@@ -5,13 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from trail.decoding import CANDIDATE_DECODINGS, DEFAULT_EXPLANATION_CANDIDATES
+from trail.errors import ConfigError
 from trail.signals import TrendConfig
 from trail.windows import WindowSpec, parse_duration
 
 from .progress import STALL_AFTER_S
 from .settings import KafkaSettings, TopicNames, setting_reader
 
-__all__ = ["WorkerConfig"]
+__all__ = ["BACKEND_CHOICES", "WorkerConfig"]
+
+
+BACKEND_CHOICES = "baseline, baseline:holt, onnx, triton://HOST:GRPC_PORT"
+
+
+def _known_backend(url: str) -> bool:
+    return url in ("baseline", "baseline:ema", "baseline:holt", "onnx") or (
+        url.startswith("triton://") and len(url) > len("triton://"))
 
 
 @dataclass(frozen=True)
@@ -44,16 +53,18 @@ class WorkerConfig:
 
     def __post_init__(self) -> None:
         if self.n_candidates < 1 or self.top_k < 1:
-            raise ValueError("TRAIL_CANDIDATES and TRAIL_TOP_K must be >= 1")
+            raise ConfigError("TRAIL_CANDIDATES and TRAIL_TOP_K must be >= 1")
         if self.top_k > self.n_candidates:
-            raise ValueError(f"TRAIL_TOP_K ({self.top_k}) cannot exceed TRAIL_CANDIDATES ({self.n_candidates})")
+            raise ConfigError(f"TRAIL_TOP_K ({self.top_k}) cannot exceed TRAIL_CANDIDATES ({self.n_candidates})")
         if not 1 <= self.explanation_candidates <= len(CANDIDATE_DECODINGS):
-            raise ValueError(f"TRAIL_EXPLANATION_CANDIDATES must be 1..{len(CANDIDATE_DECODINGS)}, got "
+            raise ConfigError(f"TRAIL_EXPLANATION_CANDIDATES must be 1..{len(CANDIDATE_DECODINGS)}, got "
                              f"{self.explanation_candidates}")
         if self.max_items < 1 or self.batch_size < 1 or self.replication_factor < 1:
-            raise ValueError("TRAIL_MAX_ITEMS, TRAIL_BATCH and TRAIL_REPLICATION_FACTOR must be >= 1")
+            raise ConfigError("TRAIL_MAX_ITEMS, TRAIL_BATCH and TRAIL_REPLICATION_FACTOR must be >= 1")
+        if not _known_backend(self.backend_url):
+            raise ConfigError(f"TRAIL_BACKEND={self.backend_url!r} is not a known backend ({BACKEND_CHOICES})")
         if self.log_format not in ("text", "json"):
-            raise ValueError(f"TRAIL_LOG_FORMAT must be text or json, got {self.log_format!r}")
+            raise ConfigError(f"TRAIL_LOG_FORMAT must be text or json, got {self.log_format!r}")
 
     @property
     def summaries_topic(self) -> str:
@@ -70,23 +81,23 @@ class WorkerConfig:
             window=WindowSpec(parse_duration(env("TRAIL_WINDOW", "7d")),
                               parse_duration(env("TRAIL_ALLOWED_LATENESS", "0s"))),
             trend=TrendConfig(
-                board_size=int(env("TRAIL_BOARD_SIZE", str(defaults.trend.board_size))),
-                evict_after_idle_windows=int(env("TRAIL_EVICT_AFTER", str(defaults.trend.evict_after_idle_windows))),
+                board_size=env.integer("TRAIL_BOARD_SIZE", defaults.trend.board_size),
+                evict_after_idle_windows=env.integer("TRAIL_EVICT_AFTER", defaults.trend.evict_after_idle_windows),
             ),
-            n_candidates=int(env("TRAIL_CANDIDATES", str(defaults.n_candidates))),
-            top_k=int(env("TRAIL_TOP_K", str(defaults.top_k))),
-            explanation_candidates=int(env("TRAIL_EXPLANATION_CANDIDATES", str(defaults.explanation_candidates))),
+            n_candidates=env.integer("TRAIL_CANDIDATES", defaults.n_candidates),
+            top_k=env.integer("TRAIL_TOP_K", defaults.top_k),
+            explanation_candidates=env.integer("TRAIL_EXPLANATION_CANDIDATES", defaults.explanation_candidates),
             close_on_wall_clock=env("TRAIL_LIVE", "0") in ("1", "true", "yes"),
             data_dir=env("TRAIL_DATA_DIR", defaults.data_dir),
-            web_port=int(env("TRAIL_WEB_PORT", str(defaults.web_port))),
+            web_port=env.integer("TRAIL_WEB_PORT", defaults.web_port),
             web_host=env("TRAIL_WEB_HOST", defaults.web_host),
             backend_url=env("TRAIL_BACKEND", defaults.backend_url),
             model_repository=env("TRAIL_MODEL_REPOSITORY", defaults.model_repository),
             model_name=env("TRAIL_MODEL_NAME", defaults.model_name),
-            partitions=int(env("TRAIL_PARTITIONS")) if env("TRAIL_PARTITIONS") else None,
-            batch_size=int(env("TRAIL_BATCH", str(defaults.batch_size))),
-            max_items=int(env("TRAIL_MAX_ITEMS", str(defaults.max_items))),
+            partitions=env.integer("TRAIL_PARTITIONS", 0) or None,
+            batch_size=env.integer("TRAIL_BATCH", defaults.batch_size),
+            max_items=env.integer("TRAIL_MAX_ITEMS", defaults.max_items),
             log_format=env("TRAIL_LOG_FORMAT", defaults.log_format),
-            replication_factor=int(env("TRAIL_REPLICATION_FACTOR", str(defaults.replication_factor))),
-            stall_after_s=float(env("TRAIL_STALL_AFTER", str(defaults.stall_after_s))),
+            replication_factor=env.integer("TRAIL_REPLICATION_FACTOR", defaults.replication_factor),
+            stall_after_s=env.number("TRAIL_STALL_AFTER", defaults.stall_after_s),
         )

@@ -15,6 +15,8 @@ from typing import Any
 
 from faust.sensors import Sensor
 
+from trail.errors import TrailError
+
 __all__ = ["DeliveryFailure", "DeliveryWatch", "EXIT_CODE", "exit_on"]
 
 log = logging.getLogger("trail.worker")
@@ -22,7 +24,7 @@ log = logging.getLogger("trail.worker")
 EXIT_CODE = 3  # the worker's exit status after a write the broker refused
 
 
-class DeliveryFailure(RuntimeError):
+class DeliveryFailure(TrailError, RuntimeError):
     """The broker refused a write the worker needs (state changelog, report, published list, DLQ entry)."""
 
 

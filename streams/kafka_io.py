@@ -11,13 +11,15 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
+from trail.errors import TrailError
+
 from .routing import murmur2_partition
 from .settings import KafkaSettings, TopicNames
 
 __all__ = ["KafkaUnavailable", "Publisher", "TopicRecord", "create_topics", "message_count", "pretty", "read_topic"]
 
 
-class KafkaUnavailable(RuntimeError):
+class KafkaUnavailable(TrailError, RuntimeError):
     """No broker answered at the configured bootstrap servers."""
 
 

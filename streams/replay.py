@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Callable, Iterable, Iterator
 
+from trail.errors import ConfigError
 from trail.events import Interaction, ItemMeta
 
 from .kafka_io import Publisher
@@ -28,7 +29,7 @@ class Pacer:
         for name in ("rate", "speed"):
             value = getattr(self, name)
             if value is not None and not value > 0:
-                raise ValueError(f"--{name} must be a positive number, got {value}")
+                raise ConfigError(f"--{name} must be a positive number, got {value}")
 
     def delays(self, events: Iterable[Interaction], sleep: Callable[[float], object] = time.sleep) -> Iterator[Interaction]:
         if self.rate is None and self.speed is None:

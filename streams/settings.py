@@ -12,9 +12,13 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
-__all__ = ["KafkaSettings", "TopicNames", "setting_reader"]
+from trail.errors import ConfigError
+
+T = TypeVar("T")
+
+__all__ = ["KafkaSettings", "SettingReader", "TopicNames", "setting_reader"]
 
 
 @functools.lru_cache(maxsize=8)
@@ -23,25 +27,45 @@ def _config_file(path: str) -> dict[str, str]:
         with open(path, "rb") as handle:
             values = tomllib.load(handle)
     except FileNotFoundError:
-        raise ValueError(f"TRAIL_CONFIG={path}: no such file") from None
+        raise ConfigError(f"TRAIL_CONFIG={path}: no such file") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"TRAIL_CONFIG={path}: not valid TOML ({exc})") from None
+        raise ConfigError(f"TRAIL_CONFIG={path}: not valid TOML ({exc})") from None
     bad = [key for key, value in values.items() if isinstance(value, (dict, list))]
     if bad:
-        raise ValueError(f"TRAIL_CONFIG={path}: settings are flat NAME = value pairs, not tables or lists: {bad}")
+        raise ConfigError(f"TRAIL_CONFIG={path}: settings are flat NAME = value pairs, not tables or lists: {bad}")
     return {key.upper(): str(value).lower() if isinstance(value, bool) else str(value) for key, value in values.items()}
 
 
-def setting_reader() -> Callable[..., str | None]:
-    """``get(NAME, default)`` over the environment, then the ``TRAIL_CONFIG`` file, then the default."""
-    path = os.environ.get("TRAIL_CONFIG")
-    from_file = _config_file(str(Path(path).resolve())) if path else {}
+class SettingReader:
+    """``read(NAME, default)`` over the environment, then the ``TRAIL_CONFIG`` file, then the default; ``integer``
+    and ``number`` parse, naming the setting in the error."""
 
-    def get(name: str, default: str | None = None) -> str | None:
+    def __init__(self) -> None:
+        path = os.environ.get("TRAIL_CONFIG")
+        self._file = _config_file(str(Path(path).resolve())) if path else {}
+
+    def __call__(self, name: str, default: str | None = None) -> str | None:
         value = os.environ.get(name)
-        return value if value is not None else from_file.get(name, default)
+        return value if value is not None else self._file.get(name, default)
 
-    return get
+    def integer(self, name: str, default: int) -> int:
+        return self._parse(name, default, int, "an integer")
+
+    def number(self, name: str, default: float) -> float:
+        return self._parse(name, default, float, "a number")
+
+    def _parse(self, name: str, default: T, kind: Callable[[str], T], what: str) -> T:
+        raw = self(name)
+        if raw is None or raw.strip() == "":  # an empty variable counts as unset
+            return default
+        try:
+            return kind(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is not {what}") from None
+
+
+def setting_reader() -> SettingReader:
+    return SettingReader()
 
 
 @dataclass(frozen=True)
@@ -93,7 +117,7 @@ class KafkaSettings:
             sasl_mechanism=env("KAFKA_SASL_MECHANISM"),
             sasl_username=env("KAFKA_SASL_USERNAME"),
             sasl_password=env("KAFKA_SASL_PASSWORD"),
-            bootstrap_timeout_ms=int(env("KAFKA_BOOTSTRAP_TIMEOUT_MS", str(cls.bootstrap_timeout_ms))),
+            bootstrap_timeout_ms=env.integer("KAFKA_BOOTSTRAP_TIMEOUT_MS", cls.bootstrap_timeout_ms),
         )
 
     def client_config(self) -> dict[str, object]:

@@ -27,3 +27,25 @@ def test_bad_arguments_are_one_line(args: list[str], fragment: str) -> None:
     assert done.returncode in (1, 2)
     assert "Traceback" not in message and message.count("\n") == 0, message
     assert fragment in message
+
+
+@pytest.mark.parametrize(
+    ("setting", "fragment"),
+    [
+        ({"TRAIL_CANDIDATES": "lots"}, "TRAIL_CANDIDATES='lots' is not an integer"),
+        ({"TRAIL_STALL_AFTER": "soon"}, "TRAIL_STALL_AFTER='soon' is not a number"),
+        ({"TRAIL_TOP_K": "50", "TRAIL_CANDIDATES": "10"}, "TRAIL_TOP_K (50) cannot exceed TRAIL_CANDIDATES (10)"),
+        ({"TRAIL_WINDOW": "weekly"}, "duration 'weekly' is not a number followed by s, m, h, d or w"),
+        ({"TRAIL_BACKEND": "gpu"}, "TRAIL_BACKEND='gpu' is not a known backend"),
+    ],
+)
+def test_bad_settings_are_one_line(setting: dict[str, str], fragment: str) -> None:
+    """Every error meant for the user derives from trail.errors.TrailError; the CLI prints those as one line."""
+    import os
+
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", **setting}
+    done = run_trail("worker", env=env, timeout=120)
+    message = done.stderr.decode().strip()
+    assert done.returncode == 1
+    assert "Traceback" not in message and message.count("\n") == 0, message
+    assert fragment in message

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
+from .errors import TrailError
+
 __all__ = [
     "EVENT_TYPES",
     "Interaction",
@@ -59,7 +61,7 @@ class Limits:
 LIMITS = Limits()
 
 
-class InvalidEvent(ValueError):
+class InvalidEvent(TrailError, ValueError):
     """A producer's event that TRAIL refuses; ``reason`` is a stable code, the message says what and where."""
 
     def __init__(self, reason: str, message: str) -> None:

@@ -16,6 +16,7 @@ rank: #1 (prev #3); category 199->224
 
 from __future__ import annotations
 
+from .errors import TrailError
 from .signals import TrendSignals
 
 __all__ = ["EXPLANATION_CUE", "MAX_CUE_TOKENS", "PROMPT_FORMAT", "PromptFormatMismatch", "SYSTEM_PROMPT",
@@ -33,7 +34,7 @@ PROMPT_FORMAT = 1
 MAX_CUE_TOKENS = 16  # the forecast line and the cue are cut to this many tokens (training and every export)
 
 
-class PromptFormatMismatch(ValueError):
+class PromptFormatMismatch(TrailError, ValueError):
     """A model trained on another prompt layout than the one this code renders."""
 
 

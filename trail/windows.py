@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .errors import ConfigError
+
 __all__ = ["WindowSpec", "parse_duration"]
 
 _UNITS_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}
@@ -24,7 +26,7 @@ def parse_duration(text: str) -> int:
     """``"7d"``, ``"1w"``, ``"6h"``, ``"30m"``, ``"90s"`` → milliseconds."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text.lower())
     if not match:
-        raise ValueError(f"duration {text!r} is not a number followed by s, m, h, d or w (e.g. 7d, 1h)")
+        raise ConfigError(f"duration {text!r} is not a number followed by s, m, h, d or w (e.g. 7d, 1h)")
     return int(float(match.group(1)) * _UNITS_MS[match.group(2)])
 
 
@@ -36,9 +38,9 @@ class WindowSpec:
 
     def __post_init__(self) -> None:
         if self.size_ms <= 0:
-            raise ValueError(f"window size must be positive, got {self.size_ms} ms")
+            raise ConfigError(f"window size must be positive, got {self.size_ms} ms")
         if self.allowed_lateness_ms < 0:
-            raise ValueError(f"allowed lateness must be >= 0, got {self.allowed_lateness_ms} ms")
+            raise ConfigError(f"allowed lateness must be >= 0, got {self.allowed_lateness_ms} ms")
 
     @classmethod
     def parse(cls, size: str, allowed_lateness: str = "0s") -> "WindowSpec":

@@ -48,25 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _expected(exc: Exception) -> bool:
-    """Errors that describe bad input or an unavailable service, as opposed to bugs (which keep their traceback)."""
+    """Errors that describe bad input or an unavailable service, as opposed to bugs (which keep their traceback):
+    TRAIL's own (:class:`trail.errors.TrailError`), the Kafka client's, and a file that is missing or unreadable."""
     from kafka.errors import KafkaError
 
-    from localstack import KafkaStartError, TritonStartError
-    from localstack.run import RunError
-    from streams.kafka_io import KafkaUnavailable
-    from trail.events import InvalidEvent
+    from trail.errors import TrailError
 
-    expected: tuple[type[BaseException], ...] = (InvalidEvent, KafkaError, KafkaUnavailable, KafkaStartError,
-                                                 TritonStartError, RunError, FileNotFoundError, PermissionError, ValueError)
-    try:
-        from training.datasets import DatasetError
-
-        expected += (DatasetError,)
-    except ImportError:
-        pass
-    from serving.trail_onnx import VersionError
-
-    expected += (VersionError,)
-    if "training.export" in sys.modules:  # only loaded (with torch) by `trail export`
-        expected += (sys.modules["training.export"].ExportRejected,)
-    return isinstance(exc, expected)
+    return isinstance(exc, (TrailError, KafkaError, FileNotFoundError, PermissionError))

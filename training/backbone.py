@@ -30,6 +30,8 @@ from transformers import (  # noqa: E402
     PreTrainedTokenizerBase,
 )
 
+from trail.errors import TrailError
+
 __all__ = ["DEFAULT_BACKBONE", "Backbone", "load_backbone", "load_tokenizer", "model_cache_dir"]
 
 DEFAULT_BACKBONE = "smollm2"
@@ -47,7 +49,7 @@ class Backbone:
     name: str  # "smollm2", "tiny" or the folder it was loaded from
 
 
-class BackboneUnavailable(RuntimeError):
+class BackboneUnavailable(TrailError, RuntimeError):
     """The requested backbone cannot be loaded on this machine (package missing, folder absent)."""
 
 

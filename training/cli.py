@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from trail.arguments import positive_int
+from trail.errors import ConfigError
 
 __all__ = ["register"]
 
@@ -99,7 +100,7 @@ def _train(args: argparse.Namespace) -> int:
 
     targets = tuple(t.strip() for t in args.lora_targets.split(",") if t.strip())
     if not targets:
-        raise ValueError("--lora-targets needs at least one module name")
+        raise ConfigError("--lora-targets needs at least one module name")
     if args.threads:
         torch.set_num_threads(args.threads)
     dataset = open_dataset(args.dataset, args.path, args.map)

@@ -19,6 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
+from trail.errors import ConfigError
 from trail.explain import Forecast, compose
 from trail.windows import WindowSpec
 
@@ -48,7 +49,7 @@ def _trail_checkpoints(args: argparse.Namespace) -> list[tuple[str, Path]]:
     for entry in args.ablation:
         name, _, path = entry.partition("=")
         if not name or not path:
-            raise ValueError(f"--ablation expects NAME=CHECKPOINT, got {entry!r}")
+            raise ConfigError(f"--ablation expects NAME=CHECKPOINT, got {entry!r}")
         found.append((name, Path(path)))
     return found
 

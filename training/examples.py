@@ -13,6 +13,7 @@ import random
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
+from trail.errors import ConfigError
 from trail.events import Interaction, ItemMeta
 from trail.signals import TrendConfig, TrendSignals
 from trail.tracker import replay_windows
@@ -90,7 +91,7 @@ def temporal_split(examples: Sequence[Example], validation: float = 0.15, test: 
     """The last ``test`` share of windows is the test set, the ``validation`` share before it validation."""
     windows = sorted({e.window_index for e in examples})
     if len(windows) < 3:
-        raise ValueError(f"a temporal split needs at least 3 labelled windows, got {len(windows)}")
+        raise ConfigError(f"a temporal split needs at least 3 labelled windows, got {len(windows)}")
     n_test = max(1, round(len(windows) * test))
     n_validation = max(1, round(len(windows) * validation))
     test_windows = set(windows[-n_test:])

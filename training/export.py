@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from trail.errors import TrailError
 from trail.features import model_features
 from trail.prompt import render_prompt
 from trail.signals import TrendSignals
@@ -147,7 +148,7 @@ class ExportResult:
     int8: ScoreCheck | None = None  # the shipped int8 scoring graph's check, when exported with quantize=True
 
 
-class ExportRejected(RuntimeError):
+class ExportRejected(TrailError, RuntimeError):
     """The exported graphs do not reproduce the checkpoint: nothing was published."""
 
 

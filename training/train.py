@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from trail.errors import ConfigError
 from trail.explain import COUNTERFACTUAL_KINDS, PHRASINGS, Forecast, compose, counterfactual
 from trail.prompt import forecast_cue, render_prompt
 from trail.tracker import prerank_score
@@ -211,7 +212,7 @@ def train(model_config: TrailConfig, config: TrainConfig, train_examples: Sequen
     pool = subsample(candidate_pool(train_examples, config.candidates), config.per_window, seed=config.seed)
     batches = make_batches(pool, config.batch_size, config.seed)
     if not batches:
-        raise ValueError(f"no training batch: {len(pool)} pooled examples for batch size {config.batch_size}")
+        raise ConfigError(f"no training batch: {len(pool)} pooled examples for batch size {config.batch_size}")
     start_step, history = 0, []
     existing = _checkpoints(out) if resume else []
     model = TrailModel.load(existing[-1]) if existing else TrailModel.create(model_config, seed=config.seed)

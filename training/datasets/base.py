@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator, Protocol
 
+from trail.errors import TrailError
 from trail.events import Interaction, ItemMeta
 
 __all__ = ["Dataset", "DatasetError", "DatasetStats", "open_text"]
 
 
-class DatasetError(ValueError):
+class DatasetError(TrailError, ValueError):
     """A dataset file is missing or not in the format its adapter reads; the message names the file."""
 
 
