@@ -55,7 +55,7 @@ from serving.baseline import BaselineBackend
 from serving.onnx_backend import OnnxBackend
 from serving.triton_backend import TritonBackend, parse_triton_url
 from trail.errors import ConfigError, TrailError
-from trail.events import Interaction, InvalidEvent, parse_interactions, parse_item_meta
+from trail.events import POSITIONS_PER_MESSAGE, Interaction, InvalidEvent, parse_interactions, parse_item_meta
 from trail.trending_record import TrendingRecord
 from trail.tracker import ItemRecord, OpenWindows, WindowStats, apply_event, close_partition_window
 
@@ -76,10 +76,6 @@ log = logging.getLogger("trail.worker")
 
 # Forwarded events wait in the re-key topic until their owner counts them: keep them as long as a worker may be down.
 REKEY_RETENTION_MS = 7 * 86_400_000
-
-# A message may carry a batch of up to LIMITS.max_batch_events interactions sharing one offset; event positions
-# (offset × this + index in the batch) order them for the exactly-once bookkeeping.
-POSITIONS_PER_MESSAGE = 1024
 
 
 def load_backends(config: WorkerConfig) -> tuple[Backend, Backend]:

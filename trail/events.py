@@ -27,12 +27,17 @@ __all__ = [
     "ItemMeta",
     "Limits",
     "LIMITS",
+    "POSITIONS_PER_MESSAGE",
     "format_ts",
     "parse_interaction",
     "parse_interactions",
     "parse_item_meta",
     "parse_ts",
 ]
+
+# The worker orders events by position = offset × this + index in the message's batch, and stores positions in
+# its state: a batch must have fewer events than this, and the value must never change.
+POSITIONS_PER_MESSAGE = 1024
 
 EVENT_TYPES: frozenset[str] = frozenset(
     {"view", "click", "add_to_cart", "purchase", "rating", "vote", "answer", "comment", "like", "share"}
@@ -56,6 +61,11 @@ class Limits:
     max_price: float = 1e12
     max_batch_events: int = 1_000  # a message may carry a JSON array of interactions (high-volume producers)
     max_batch_bytes: int = 1_048_576
+
+    def __post_init__(self) -> None:
+        if self.max_batch_events >= POSITIONS_PER_MESSAGE:
+            raise ValueError(f"max_batch_events ({self.max_batch_events}) must stay below POSITIONS_PER_MESSAGE "
+                             f"({POSITIONS_PER_MESSAGE}): the worker numbers a batch's events within one offset")
 
 
 LIMITS = Limits()

@@ -31,6 +31,7 @@ __all__ = [
     "WindowStats",
     "apply_event",
     "close_partition_window",
+    "prerank_order",
     "prerank_score",
     "replay_windows",
     "select_candidates",
@@ -159,6 +160,11 @@ def prerank_score(window: ItemWindow) -> float:
     return max(window.forecast, window.ewm_fast)
 
 
+def prerank_order(window: ItemWindow) -> tuple[float, str]:
+    """Sort key of the pre-rank, best first; ties by item id, so every run (and every partitioning) agrees."""
+    return (-prerank_score(window), window.item_id)
+
+
 @dataclass(frozen=True)
 class Candidate:
     window: ItemWindow
@@ -257,7 +263,7 @@ def _drop_closed(windows: OpenWindows, closed_through: int) -> None:
 
 
 def _candidate_order(candidate: Candidate) -> tuple[float, str]:
-    return (-prerank_score(candidate.window), candidate.window.item_id)
+    return prerank_order(candidate.window)
 
 
 def select_candidates(closes: Iterable[Sequence[Candidate]], n_candidates: int) -> list[Candidate]:

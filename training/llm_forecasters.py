@@ -27,7 +27,7 @@ import torch
 
 from trail.prompt import SYSTEM_PROMPT, render_prompt
 from trail.signals import TrendSignals
-from trail.tracker import prerank_score
+from trail.tracker import prerank_order
 
 from .baselines import EMA, FloatArray, Forecaster, TrainingPairs
 
@@ -38,7 +38,7 @@ _NUMBER = re.compile(r"-?\d+(?:[.,]\d+)?")
 
 def candidate_positions(signals: Sequence[TrendSignals], candidates: int) -> list[int]:
     """Positions of the top ``candidates`` items by pre-rank score (ties by item id, as the worker breaks them)."""
-    order = sorted(range(len(signals)), key=lambda i: (-prerank_score(signals[i].item), signals[i].item_id))
+    order = sorted(range(len(signals)), key=lambda i: prerank_order(signals[i].item))
     return order[:candidates]
 
 

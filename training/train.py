@@ -31,7 +31,7 @@ from tqdm import tqdm
 from trail.errors import ConfigError
 from trail.explain import COUNTERFACTUAL_KINDS, PHRASINGS, Forecast, compose, counterfactual
 from trail.prompt import forecast_cue, render_prompt
-from trail.tracker import prerank_score
+from trail.tracker import prerank_order
 
 from .examples import Example, subsample
 from .losses import (
@@ -87,7 +87,7 @@ def candidate_pool(examples: Sequence[Example], candidates: int) -> list[Example
         by_window.setdefault(example.window_index, []).append(example)
     pool: list[Example] = []
     for window in sorted(by_window):
-        ranked = sorted(by_window[window], key=lambda e: (-prerank_score(e.signals.item), e.signals.item_id))
+        ranked = sorted(by_window[window], key=lambda e: prerank_order(e.signals.item))
         pool.extend(ranked[:candidates])
     return pool
 
