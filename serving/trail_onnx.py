@@ -15,18 +15,23 @@ in training.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-try:  # a Triton version folder carries trail/decoding.py and trail/errors.py as trail_*.py, next to this file
+try:  # a Triton version folder carries trail/decoding.py, errors.py, serving_contract.py as trail_*.py, next to this
     from trail_decoding import GREEDY, Decoding, NumberConstraint, RowDecoder, next_token
     from trail_errors import TrailError
+    from trail_serving_contract import (GENERATOR_INPUTS, GENERATOR_LOGITS, KV_KINDS, SCORE_INPUTS,
+                                        SCORE_OUTPUT, TokenLimits, check_prompt_format, past_input,
+                                        present_output)
 except ImportError:
     from trail.decoding import GREEDY, Decoding, NumberConstraint, RowDecoder, next_token
     from trail.errors import TrailError
+    from trail.serving_contract import (GENERATOR_INPUTS, GENERATOR_LOGITS, KV_KINDS, SCORE_INPUTS,
+                                        SCORE_OUTPUT, TokenLimits, check_prompt_format, past_input,
+                                        present_output)
 
 __all__ = ["SCORE_FILE", "GENERATOR_FILE", "TOKENIZER_FILE", "MANIFEST_FILE", "TrailOnnx", "VersionError"]
 
@@ -39,13 +44,6 @@ REQUIRED_FILES = (SCORE_FILE, GENERATOR_FILE, TOKENIZER_FILE, MANIFEST_FILE)
 
 class VersionError(TrailError, RuntimeError):
     """A version folder that cannot serve: files missing, unreadable, or a manifest that does not match."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_prompt_tokens: int = 160
-    max_cue_tokens: int = 16
-    max_new_tokens: int = 72
 
 
 def check_version_folder(folder: Path) -> dict:
@@ -73,6 +71,7 @@ class TrailOnnx:
 
         self.folder = Path(folder)
         self.manifest = check_version_folder(self.folder)
+        check_prompt_format(self.manifest.get("prompt_format"), f"version folder {self.folder}")
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -84,13 +83,13 @@ class TrailOnnx:
             self.tokenizer = Tokenizer.from_file(str(self.folder / TOKENIZER_FILE))
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise VersionError(f"version folder {self.folder} cannot be loaded: {exc}") from None
-        limits = self.manifest.get("limits", {})
-        self.limits = Limits(**{k: v for k, v in limits.items() if k in Limits.__dataclass_fields__})
+        self.limits = TokenLimits.from_manifest(self.manifest.get("limits"))
         self.eos_id = int(self.manifest.get("eos_token_id", 2))
         self.pad_id = int(self.manifest.get("pad_token_id", 2))
         self._generator_inputs = {i.name: i for i in self.generator.get_inputs()}
         self._generator_outputs = [o.name for o in self.generator.get_outputs()]
-        self._layers = sorted({int(n.split(".")[1]) for n in self._generator_inputs if n.startswith("past_key_values")})
+        self._layers = [layer for layer in range(len(self._generator_inputs))
+                        if past_input(layer, "key") in self._generator_inputs]
         self.number_constraint = NumberConstraint.from_vocab(self.tokenizer.get_vocab())
 
     @property
@@ -110,11 +109,9 @@ class TrailOnnx:
         for index, row in enumerate(rows):
             input_ids[index, : len(row)] = row
             mask[index, : len(row)] = 1
-        return self.scorer.run(["log_count"], {
-            "input_ids": input_ids, "attention_mask": mask,
-            "features": np.asarray(features, dtype=np.float32),
-            "current_log_count": np.asarray(current_log_count, dtype=np.float32),
-        })[0]
+        feeds = dict(zip(SCORE_INPUTS, (input_ids, mask, np.asarray(features, dtype=np.float32),
+                                        np.asarray(current_log_count, dtype=np.float32))))
+        return self.scorer.run([SCORE_OUTPUT], feeds)[0]
 
     # -- explanations -------------------------------------------------------------------------------------
     def explain(self, prompt: str, cue: str, max_new_tokens: int | None = None, decoding: Decoding = GREEDY) -> str:
@@ -145,9 +142,9 @@ class TrailOnnx:
         generated: list[list[int]] = [[] for _ in rows]
         active = np.arange(n)  # rows still writing; a finished row leaves the batch (and its cache)
         for _ in range(max_new_tokens or self.limits.max_new_tokens):
-            feeds = {"input_ids": input_ids, "attention_mask": mask, "position_ids": positions, **past}
+            feeds = {**dict(zip(GENERATOR_INPUTS, (input_ids, mask, positions))), **past}
             outputs = dict(zip(self._generator_outputs, self.generator.run(self._generator_outputs, feeds)))
-            last = outputs["logits"][:, -1]
+            last = outputs[GENERATOR_LOGITS][:, -1]
             tokens = np.array([next_token(decoders[row], last[i]) for i, row in enumerate(active)], dtype=np.int64)
             going = tokens != self.eos_id
             for row, token in zip(active[going], tokens[going]):
@@ -155,8 +152,8 @@ class TrailOnnx:
             if not going.any():
                 break
             active, mask = active[going], mask[going]
-            past = {f"past_key_values.{layer}.{kind}": outputs[f"present.{layer}.{kind}"][going]
-                    for layer in self._layers for kind in ("key", "value")}
+            past = {past_input(layer, kind): outputs[present_output(layer, kind)][going]
+                    for layer in self._layers for kind in KV_KINDS}
             input_ids = tokens[going][:, None]
             mask = np.concatenate([mask, np.ones((len(active), 1), dtype=np.int64)], axis=1)
             positions = (mask.sum(axis=1) - 1)[:, None]
@@ -164,8 +161,9 @@ class TrailOnnx:
 
     def _empty_past(self, batch: int) -> dict[str, np.ndarray]:
         past = {}
-        for name, spec in self._generator_inputs.items():
-            if name.startswith("past_key_values"):
+        for layer in self._layers:
+            for kind in KV_KINDS:
+                spec = self._generator_inputs[past_input(layer, kind)]
                 heads, head_dim = spec.shape[1], spec.shape[3]
-                past[name] = np.zeros((batch, heads, 0, head_dim), dtype=np.float32)
+                past[past_input(layer, kind)] = np.zeros((batch, heads, 0, head_dim), dtype=np.float32)
         return past

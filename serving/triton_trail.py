@@ -29,4 +29,5 @@ def backend_files() -> dict[str, Path]:
     here = Path(__file__).parent
     return {"model.py": here / "triton_trail_model.py", "trail_onnx.py": here / "trail_onnx.py",
             "trail_decoding.py": here.parent / "trail" / "decoding.py",
-            "trail_errors.py": here.parent / "trail" / "errors.py"}
+            "trail_errors.py": here.parent / "trail" / "errors.py",
+            "trail_serving_contract.py": here.parent / "trail" / "serving_contract.py"}

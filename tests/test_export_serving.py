@@ -192,5 +192,7 @@ def test_a_model_of_another_prompt_format_is_refused(checkpoint: Path, exported:
     shutil.copytree(exported, repository / "m" / "2")
     manifest = json.loads((repository / "m" / "2" / "manifest.json").read_text())
     (repository / "m" / "2" / "manifest.json").write_text(json.dumps({**manifest, "prompt_format": 99}))
+    with pytest.raises(PromptFormatMismatch, match="prompt format 99"):  # the runner the Triton model loads
+        TrailOnnx(repository / "m" / "2")
     backend = OnnxBackend(repository, "m")
     assert backend.refresh() == 1  # version 2 is refused, version 1 serves

@@ -16,7 +16,7 @@ rank: #1 (prev #3); category 199->224
 
 from __future__ import annotations
 
-from .errors import TrailError
+from .serving_contract import PROMPT_FORMAT, TOKEN_LIMITS, PromptFormatMismatch, check_prompt_format
 from .signals import TrendSignals
 
 __all__ = ["EXPLANATION_CUE", "MAX_CUE_TOKENS", "PROMPT_FORMAT", "PromptFormatMismatch", "SYSTEM_PROMPT",
@@ -28,21 +28,7 @@ SYSTEM_PROMPT = (
 )
 _MAX_TITLE_CHARS = 60
 EXPLANATION_CUE = "\nwhy:"  # the explanation follows this, after a space
-# The layout of the prompt and cue. A model can only read the layout it was trained on: checkpoints and exported
-# versions record it, and the exporter and the worker refuse a model whose format differs from this code's.
-PROMPT_FORMAT = 1
-MAX_CUE_TOKENS = 16  # the forecast line and the cue are cut to this many tokens (training and every export)
-
-
-class PromptFormatMismatch(TrailError, ValueError):
-    """A model trained on another prompt layout than the one this code renders."""
-
-
-def check_prompt_format(found: int | None, what: str) -> None:
-    """Raise :class:`PromptFormatMismatch` unless ``found`` (None: recorded before formats were: 1) is ours."""
-    if (found or 1) != PROMPT_FORMAT:
-        raise PromptFormatMismatch(f"{what} was trained on prompt format {found or 1}, this code renders format "
-                                   f"{PROMPT_FORMAT}: retrain it (`make train`) or run the code it was made with")
+MAX_CUE_TOKENS = TOKEN_LIMITS.max_cue_tokens  # the forecast line and the cue are cut to this many tokens
 
 
 def _n(value: float) -> str:

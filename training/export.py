@@ -21,14 +21,13 @@ from torch import nn
 from trail.errors import TrailError
 from trail.features import model_features
 from trail.prompt import render_prompt
+from trail.serving_contract import SCORE_INPUTS, SCORE_OUTPUT, TOKEN_LIMITS, TokenLimits
 from trail.signals import TrendSignals
 
 from .model import ScoreHead, TrailModel
 
 __all__ = ["SCORE_INPUTS", "ScoringGraph", "export_scoring_graph", "onnx_scores", "verify_scores"]
 
-SCORE_INPUTS = ("input_ids", "attention_mask", "features", "current_log_count")
-SCORE_OUTPUT = "log_count"
 OPSET = 17
 
 
@@ -231,7 +230,7 @@ def export_model(checkpoint: Path, repository: Path, model_name: str = "trail", 
     from serving.triton_repository import latest_version
     from serving.triton_trail import TRAIL_INPUTS, TRAIL_OUTPUTS, backend_files
     from serving.triton_repository import model_config_text
-    from trail.prompt import MAX_CUE_TOKENS, forecast_cue
+    from trail.prompt import forecast_cue
 
     started = time.monotonic()
     checkpoint = Path(checkpoint)
@@ -262,8 +261,9 @@ def export_model(checkpoint: Path, repository: Path, model_name: str = "trail", 
             "training": {k: training.get(k) for k in ("steps_completed", "examples_seen", "final_losses",
                                                        "created_at", "command", "git_commit")},
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "limits": {"max_prompt_tokens": model.config.max_prompt_tokens, "max_cue_tokens": MAX_CUE_TOKENS,
-                       "max_new_tokens": model.config.max_explanation_tokens},
+            "limits": TokenLimits(max_prompt_tokens=model.config.max_prompt_tokens,
+                                  max_cue_tokens=TOKEN_LIMITS.max_cue_tokens,
+                                  max_new_tokens=model.config.max_explanation_tokens).to_dict(),
             "prompt_format": model.config.prompt_format,
             "eos_token_id": model.tokenizer.eos_token_id, "pad_token_id": model.tokenizer.pad_token_id,
             "score_precision": "int8 (outlier-aware dynamic)" if int8 else "fp32",

@@ -29,6 +29,7 @@ from torch import nn
 from trail.decoding import GREEDY, Decoding, NumberConstraint, RowDecoder, next_token
 from trail.features import FEATURE_NAMES, model_features
 from trail.prompt import MAX_CUE_TOKENS, PROMPT_FORMAT, check_prompt_format, forecast_cue, render_prompt
+from trail.serving_contract import TOKEN_LIMITS
 from trail.signals import TrendSignals
 
 from .backbone import Backbone, load_backbone
@@ -50,8 +51,8 @@ class TrailConfig:
     lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
     head_hidden: int = 128
     projection_dim: int = 64
-    max_prompt_tokens: int = 160
-    max_explanation_tokens: int = 72
+    max_prompt_tokens: int = TOKEN_LIMITS.max_prompt_tokens
+    max_explanation_tokens: int = TOKEN_LIMITS.max_new_tokens
     prompt_format: int = PROMPT_FORMAT  # trail.prompt's layout the model is trained on
 
     def to_json(self) -> str:

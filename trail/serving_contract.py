@@ -1,0 +1,75 @@
+"""What training, the exporter, the ONNX runner and the Triton model must agree on, defined once.
+
+The prompt layout's version, the token limits of the prompt, the cue and the explanation, and the names of the
+exported graphs' inputs and outputs. A checkpoint records the prompt format and the export manifest records both
+the format and the limits, so a version folder says how it must be fed; :func:`check_prompt_format` refuses a
+model trained on another layout than the one this code renders.
+
+This module needs only the standard library and :mod:`trail.errors`: it is copied into every exported version
+folder (as ``trail_serving_contract.py``) for the Triton model, which cannot import the ``trail`` package.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Mapping
+
+try:  # inside a Triton version folder, next to trail_errors.py
+    from trail_errors import TrailError
+except ImportError:
+    from trail.errors import TrailError
+
+__all__ = ["GENERATOR_INPUTS", "GENERATOR_LOGITS", "KV_KINDS", "PROMPT_FORMAT", "SCORE_INPUTS", "SCORE_OUTPUT", "TOKEN_LIMITS",
+           "PromptFormatMismatch", "TokenLimits", "check_prompt_format", "past_input", "present_output"]
+
+# The layout of the prompt and cue (trail.prompt). A model can only read the layout it was trained on.
+PROMPT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class TokenLimits:
+    """Tokens kept of each segment, in training and in every runtime (longer segments are cut, never wrapped)."""
+
+    max_prompt_tokens: int = 160
+    max_cue_tokens: int = 16  # the forecast line and the cue
+    max_new_tokens: int = 72  # an explanation's length
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def from_manifest(cls, limits: Mapping[str, Any] | None) -> TokenLimits:
+        """The limits a version was exported with (a key an older manifest lacks keeps this code's default)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: int(v) for k, v in (limits or {}).items() if k in known})
+
+
+TOKEN_LIMITS = TokenLimits()
+
+# the scoring graph: prompt tokens + engineered features + log1p(current count) → log1p(next window's count)
+SCORE_INPUTS = ("input_ids", "attention_mask", "features", "current_log_count")
+SCORE_OUTPUT = "log_count"
+# the generator: a causal LM with past key values (``past_input`` in, ``present_output`` out, per layer)
+GENERATOR_INPUTS = ("input_ids", "attention_mask", "position_ids")
+GENERATOR_LOGITS = "logits"
+KV_KINDS = ("key", "value")
+
+
+def past_input(layer: int, kind: str) -> str:
+    """``kind`` is one of :data:`KV_KINDS`."""
+    return f"past_key_values.{layer}.{kind}"
+
+
+def present_output(layer: int, kind: str) -> str:
+    return f"present.{layer}.{kind}"
+
+
+class PromptFormatMismatch(TrailError, ValueError):
+    """A model trained on another prompt layout than the one this code renders."""
+
+
+def check_prompt_format(found: int | None, what: str) -> None:
+    """Raise :class:`PromptFormatMismatch` unless ``found`` (None: recorded before formats were: 1) is ours."""
+    if (found or 1) != PROMPT_FORMAT:
+        raise PromptFormatMismatch(f"{what} was trained on prompt format {found or 1}, this code renders format "
+                                   f"{PROMPT_FORMAT}: retrain it (`make train`) or run the code it was made with")
