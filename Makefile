@@ -14,6 +14,7 @@ help:
 	@echo "make run          the product locally: Kafka, the model, a worker, Online Retail replayed, a live page (Ctrl-C stops)"
 	@echo "                  BACKEND=triton|baseline, DATASET=stackexchange, SPEED=10080 (event time x), WEB_PORT=6066, RUN_ARGS='--limit 100000'"
 	@echo "make setup        create .venv (workers, training) and .venv-triton (Triton server), fetch Kafka jars"
+	@echo "                  GPU=1: onnxruntime-gpu instead of onnxruntime in both (CUDA provider where present)"
 	@echo "make test         the whole test suite against a real Kafka broker and a real Triton server"
 	@echo "make test-fast    the suite without tests marked slow"
 	@echo "make kafka-up / kafka-down     a local Kafka 4 broker on 127.0.0.1:9092 (data in .kafka/data)"
@@ -27,7 +28,25 @@ help:
 	@echo "make evaluate     every method (baselines, PARE, zero-shot LLM, TRAIL) on both datasets: reports/<dataset>/report.md"
 	@echo "make clean        remove environments, broker data and caches"
 
-setup: $(VENV)/.installed $(VENV_TRITON)/.installed $(KAFKA_LIBS)/.fetched
+# GPU=1: onnxruntime-gpu in place of onnxruntime in both environments (one module, same API; TrailOnnx then asks
+# for the CUDA provider first and falls back to the CPU where CUDA cannot load). `make setup` without it switches back.
+GPU ?=
+ORT_FLAVOUR := $(if $(filter 1 yes true,$(GPU)),gpu,cpu)
+ORT_CPU := $(shell grep -m1 '^onnxruntime==' constraints.txt)
+ORT_GPU := onnxruntime-gpu==1.31.1
+
+setup: $(VENV)/.ort-$(ORT_FLAVOUR) $(VENV_TRITON)/.ort-$(ORT_FLAVOUR) $(KAFKA_LIBS)/.fetched
+
+%/.ort-gpu: %/.installed
+	$*/bin/python -m pip uninstall -q -y onnxruntime
+	$*/bin/python -m pip install -q $(ORT_GPU)
+	$*/bin/python -c "import onnxruntime as o; print('onnxruntime-gpu', o.__version__, o.get_available_providers())"
+	@rm -f $*/.ort-cpu && touch $@
+
+%/.ort-cpu: %/.installed
+	@if $*/bin/python -m pip show -q onnxruntime-gpu >/dev/null 2>&1; then \
+	  $*/bin/python -m pip uninstall -q -y onnxruntime-gpu && $*/bin/python -m pip install -q --force-reinstall --no-deps $(ORT_CPU); fi
+	@rm -f $*/.ort-gpu && touch $@
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

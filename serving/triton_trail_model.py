@@ -27,7 +27,8 @@ class TritonPythonModel:
         self.Decoding = Decoding
 
         threads = int(os.environ.get("TRAIL_ORT_THREADS", "0")) or None
-        self.model = TrailOnnx(version_dir, threads=threads, providers=["CPUExecutionProvider"])
+        # CUDA first where the onnxruntime-gpu wheel is installed (make setup GPU=1), the CPU otherwise
+        self.model = TrailOnnx(version_dir, threads=threads)
 
     def execute(self, requests):
         rows = []

@@ -19,7 +19,7 @@ from .baselines import Forecaster
 from .examples import Example, Split
 from .metrics import average, window_metrics
 
-__all__ = ["MethodResult", "evaluate", "restrict", "write_report"]
+__all__ = ["MethodResult", "evaluate", "restrict", "significance_section", "write_report"]
 
 HEADLINE = ("mae_log1p", "rmse_log1p", "spearman", "ndcg@10", "ndcg@20", "ndcg@50", "recall@10", "recall@20",
             "recall@50", "norm_accel@10", "norm_accel@20", "norm_accel@50")
@@ -32,6 +32,7 @@ class MethodResult:
     fit_seconds: float
     items_per_second: float
     predictions: dict[int, np.ndarray] = field(default_factory=dict, repr=False)  # test window → predictions
+    per_window: dict[int, dict[str, float]] = field(default_factory=dict, repr=False)  # test window → metrics
 
 
 def _by_window(examples: Sequence[Example]) -> dict[int, list[Example]]:
@@ -51,6 +52,7 @@ def evaluate(split: Split, methods: Sequence[Forecaster], ks: Sequence[int] = (1
         per_window = []
         predictions: dict[int, np.ndarray] = {}
         predict_seconds = 0.0
+        windows = sorted(test_windows)
         for window, examples in sorted(test_windows.items()):
             started = time.perf_counter()
             predicted = np.asarray(method.predict([e.signals for e in examples]), dtype=float)
@@ -61,7 +63,8 @@ def evaluate(split: Split, methods: Sequence[Forecaster], ks: Sequence[int] = (1
             per_window.append(window_metrics(predicted, predicted, truth, current, ks=tuple(ks)))
         n_items = sum(len(v) for v in test_windows.values())
         results.append(MethodResult(method.name, average(per_window), fit_seconds,
-                                    n_items / predict_seconds if predict_seconds > 0 else float("inf"), predictions))
+                                    n_items / predict_seconds if predict_seconds > 0 else float("inf"), predictions,
+                                    {w: m.as_dict() for w, m in zip(windows, per_window)}))
     return results
 
 
@@ -80,8 +83,40 @@ def restrict(results: Sequence[MethodResult], split: Split, windows: Sequence[in
             per_window.append(window_metrics(predicted, predicted, truth, current, ks=tuple(ks)))
         restricted.append(MethodResult(result.name, average(per_window), result.fit_seconds,
                                        result.items_per_second,
-                                       {w: result.predictions[w] for w in windows}))
+                                       {w: result.predictions[w] for w in windows},
+                                       {w: m.as_dict() for w, m in zip(windows, per_window)}))
     return restricted
+
+
+def significance_section(results: Sequence[MethodResult], metric: str = "ndcg@20",
+                         resamples: int = 10_000) -> list[str]:
+    """Markdown: each TRAIL variant against the best baseline on ``metric``, 95% paired-bootstrap intervals over
+    the test windows (without TRAIL, the best baseline against the runner-up)."""
+    from .bootstrap import paired_bootstrap
+
+    baselines = sorted((r for r in results if not r.name.startswith("trail") and r.name != "random"),
+                       key=lambda r: -r.metrics[metric])
+    if not baselines:
+        return []
+    best = baselines[0]
+    challengers = [r for r in results if r.name.startswith("trail")] or baselines[1:2]
+    if not challengers:
+        return []
+    windows = sorted(best.per_window)
+    lines = [f"## {metric.upper()} beyond the noise: paired bootstrap over {len(windows)} test windows", "",
+             f"Windows resampled with replacement {resamples:,} times, both methods on the same resample; 95% "
+             f"percentile intervals. Best baseline: `{best.name}`.", "",
+             f"| method | {metric} [95% CI] | {best.name} [95% CI] | difference [95% CI] | verdict |",
+             "| --- | --- | --- | --- | --- |"]
+    for result in challengers:
+        value = paired_bootstrap([result.per_window[w][metric] for w in windows],
+                                 [best.per_window[w][metric] for w in windows], resamples=resamples)
+        verdict = {"a better": "better", "b better": "worse", "within noise": "within noise"}[
+            value.verdict(higher_is_better=not metric.startswith(("mae", "rmse")))]
+        lines.append(f"| {result.name} | {value.mean_a:.4f} [{value.low_a:.4f}, {value.high_a:.4f}] | "
+                     f"{value.mean_b:.4f} [{value.low_b:.4f}, {value.high_b:.4f}] | {value.difference:+.4f} "
+                     f"[{value.difference_low:+.4f}, {value.difference_high:+.4f}] | {verdict} |")
+    return lines + [""]
 
 
 def metrics_table(results: Sequence[MethodResult], columns: Sequence[str], speed: bool = True) -> list[str]:

@@ -25,7 +25,7 @@ from trail.windows import WindowSpec
 
 from .baselines import EMA, GradientBoosting, HoltWinters, LinearTrend, Markov, MostPop, RandomForecaster
 from .datasets import open_dataset
-from .evaluate import MethodResult, evaluate, metrics_table, restrict, write_report
+from .evaluate import MethodResult, evaluate, metrics_table, restrict, significance_section, write_report
 from .examples import Example, Split, build_examples, temporal_split
 from .explanation_eval import ExplainedItem, ExplanationResult, evaluate_explanations, published_explainer
 from .llm_forecasters import TrailForecaster, ZeroShotLLM, candidate_positions
@@ -183,6 +183,7 @@ def run_evaluation(args: argparse.Namespace, default_windows: dict[str, str]) ->
                    key=lambda r: r.metrics["ndcg@20"])
         plot_predicted_vs_true([best, trail_result], split.test, out / "predicted_vs_true.png")
         sections += ["![predicted vs true](predicted_vs_true.png)", ""]
+    sections = [*significance_section(results, "ndcg@20"), *significance_section(results, "mae_log1p"), *sections]
     path = write_report(results, split, out, f"{dataset.name}: next-window popularity ({window} windows)", command,
                         notes, sections)
     for result in results:
