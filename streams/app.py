@@ -12,9 +12,10 @@ Agents
   window: global ranks, candidates, scores, explanations, checks → one record on ``trending-with-explanations``.
   Its state (:class:`streams.merge.MergerStore`) is one table key per pending report.
 
-State lives in two RocksDB tables with changelogs. ``state`` holds, per partition and item, the open-window
-counts with the last source offset applied to them (``o/<partition>/<item>``, the only key an event touches), the
-River trend state (``t/...``, written when a window closes, for the items it counted) and the catalogue entry
+State lives in two RocksDB tables with changelogs. ``state`` (key layout: :mod:`streams.state_keys`) holds, per
+partition and item, the open-window counts with the last source offset applied to them (``o/<partition>/<item>``,
+the only key an event touches), the River trend state (in 1,024 buckets per partition, ``b/<partition>/<bucket>``,
+each bucket rewritten whole when a window closes with events of one of its items) and the catalogue entry
 (``m/...``), plus the partition clock (``c/<partition>``: watermark, last closed window, counters, last source
 offset seen, every partition's latest mark). All of a partition's keys are written to the same changelog
 partition, in order, so any recovered state is a prefix of the writes; with the per-record applied offsets that
@@ -24,8 +25,8 @@ both changelogs are created (and have leaders) before Faust subscribes (:func:`_
 
 Each worker keeps its partitions' item records in memory (``resident``: read from the table once per assignment,
 then kept current by the ingest and catalogue agents), so a window close does not scan the table. A close writes
-only what it changed in a way that cannot be recomputed: the trend state of items that had events in the closed
-window. An idle item's state is a deterministic function of its stored state and the windows since (zeros), so
+only the buckets holding an item that had events in the closed window (or was evicted). An idle item's state is a
+deterministic function of its stored state and the windows since (zeros), so
 after a restart :func:`trail.tracker.close_item` catches it up; counts a close consumed stay in ``o/`` until the
 item's next event rewrites it and are dropped on load, because the stored trend is already past their window.
 """
@@ -68,6 +69,8 @@ from .metrics import Metrics
 from .partition_clock import PartitionClock
 from .progress import Progress
 from .routing import Forwarded, forward_messages, mark_message, parse_rekeyed, partition_owner
+from .state_keys import (clock_key, legacy_trend_key, meta_key, open_key, parse_key, trend_bucket,
+                         trend_bucket_key)
 
 __all__ = ["app", "build_app", "config"]
 
@@ -240,7 +243,7 @@ def build_app(config: WorkerConfig) -> faust.App:
     def clock_of(partition: int) -> PartitionClock:
         clock = clocks.get(partition)
         if clock is None:
-            clock = clocks[partition] = PartitionClock.from_state(partition, state.get(f"c/{partition}"))
+            clock = clocks[partition] = PartitionClock.from_state(partition, state.get(clock_key(partition)))
             if clock.own_closable is not None:
                 # the mark sent before a crash may not have reached the others (marks merge as a maximum, so
                 # repeating one is harmless): say it again before anything else
@@ -254,6 +257,8 @@ def build_app(config: WorkerConfig) -> faust.App:
         """Another worker may own these partitions next: re-read everything from the tables afterwards."""
         clocks.clear()
         resident.clear()
+        bucket_members.clear()
+        legacy_items.clear()
         arrived.clear()
         merger_loaded[0] = False
         catalogue_seen.clear()
@@ -276,7 +281,7 @@ def build_app(config: WorkerConfig) -> faust.App:
                     await catalogue_rekey.send(value=bytes(event.value), partition=owner)
                     metrics.catalogue_forwarded += 1
                 else:
-                    state[f"m/{partition}/{meta.item_id}"] = {"title": meta.title, "cat": meta.category}
+                    state[meta_key(partition, meta.item_id)] = {"title": meta.title, "cat": meta.category}
                     record = resident.get(partition, {}).get(meta.item_id)
                     if record is not None:
                         record.title, record.category = meta.title, meta.category
@@ -344,7 +349,7 @@ def build_app(config: WorkerConfig) -> faust.App:
         batch.flush_touched()
         await _send_outbox(batch)
         if clock.significant() != before:  # the clock is written when it matters: a write per event would halve
-            state[f"c/{partition}"] = clock.to_state()  # the speed
+            state[clock_key(partition)] = clock.to_state()  # the speed
 
     class _PartitionBatch:
         """One partition's share of a taken batch: records touched (written once at the end) and the events that
@@ -378,7 +383,7 @@ def build_app(config: WorkerConfig) -> faust.App:
                     metrics.rejected += 1
                     clock.rejected += 1
                     clock.off = position
-                    state[f"c/{partition}"] = clock.to_state()
+                    state[clock_key(partition)] = clock.to_state()
                 continue
             window = config.window.index_of(interaction.ts_ms)
             if clock.is_late(window):
@@ -421,7 +426,7 @@ def build_app(config: WorkerConfig) -> faust.App:
                      source: int | None, fresh: bool, refuse: Callable[[], Any]) -> None:
         """Count an event of an item this partition owns (``source``: the partition it was forwarded from)."""
         partition, clock = batch.partition, batch.clock
-        key = f"o/{partition}/{interaction.item_id}"
+        key = open_key(partition, interaction.item_id)
         windows = batch.touched.get(key)
         if windows is None:
             records = resident.get(partition)
@@ -441,7 +446,7 @@ def build_app(config: WorkerConfig) -> faust.App:
             else:
                 windows = batch.touched[key] = OpenWindows.from_state(stored)
                 if records is not None:  # a new item of a resident partition
-                    meta = state.get(f"m/{partition}/{interaction.item_id}") or {}
+                    meta = state.get(meta_key(partition, interaction.item_id)) or {}
                     records[interaction.item_id] = ItemRecord(
                         interaction.item_id, meta.get("title", ""), meta.get("cat"), open=windows)
                     arrived.setdefault(partition, set()).add(interaction.item_id)
@@ -474,7 +479,14 @@ def build_app(config: WorkerConfig) -> faust.App:
                 await _close(batch.partition, index, batch.clock)
 
     def _tracked(partition: int, item_id: str) -> bool:
-        return item_id in resident.get(partition, {}) or f"t/{partition}/{item_id}" in state
+        """Whether the partition already tracks ``item_id`` (before its records are resident: from the table)."""
+        if item_id in resident.get(partition, {}):
+            return True
+        bucket = trend_bucket(item_id)
+        members = bucket_members.get((partition, bucket))
+        if members is None:  # each bucket read and decoded once per assignment
+            members = bucket_members[(partition, bucket)] = set(state.get(trend_bucket_key(partition, bucket)) or ())
+        return item_id in members or legacy_trend_key(partition, item_id) in state
 
     if config.close_on_wall_clock:
 
@@ -486,6 +498,8 @@ def build_app(config: WorkerConfig) -> faust.App:
                     await ticks.send(value={"now_ms": now_ms}, partition=tp.partition)
 
     resident: dict[int, dict[str, ItemRecord]] = {}  # partition → its item records, read from the table once
+    bucket_members: dict[tuple[int, int], set[str]] = {}  # (partition, bucket) → items with a trend state there
+    legacy_items: dict[int, set[str]] = {}  # partition → items whose trend state is still in a ``t/`` key
     arrived: dict[int, set[str]] = {}  # partition → items that became resident since its last close
 
     async def _close(partition: int, index: int, clock: PartitionClock) -> None:
@@ -505,13 +519,9 @@ def build_app(config: WorkerConfig) -> faust.App:
             result = close_partition_window(records, index, config.trend, config.n_candidates)
             advanced = time.monotonic()
             for item_id in result.evicted:  # idle for too long
-                for kind in ("t", "o"):
-                    if f"{kind}/{partition}/{item_id}" in state:
-                        del state[f"{kind}/{partition}/{item_id}"]
-            for item_id in changed:
-                record = records.get(item_id)
-                if record is not None and record.trend is not None:
-                    state[f"t/{partition}/{item_id}"] = record.trend_state()
+                if open_key(partition, item_id) in state:
+                    del state[open_key(partition, item_id)]
+            _write_trend_buckets(partition, records, {trend_bucket(i) for i in (*changed, *result.evicted)})
         written = time.monotonic()
         late, rejected = clock.report_stats(index)
         stats = WindowStats(counted=sum(w.count for w in result.windows), late=late, rejected=rejected,
@@ -521,7 +531,7 @@ def build_app(config: WorkerConfig) -> faust.App:
         await (await summaries.send(key=str(partition).encode(), value=report.to_dict()))
         clock.closed = index
         clock.items = len(result.windows)
-        state[f"c/{partition}"] = clock.to_state()
+        state[clock_key(partition)] = clock.to_state()
         metrics.items_tracked[partition] = len(result.windows)
         metrics.windows_closed += 1
         metrics.close_seconds.append(time.monotonic() - started)
@@ -529,14 +539,40 @@ def build_app(config: WorkerConfig) -> faust.App:
                  "write %.3f)", partition, index, len(result.windows), stats.counted, time.monotonic() - started,
                  loaded - started, advanced - loaded, written - advanced)
 
+    def _write_trend_buckets(partition: int, records: dict[str, ItemRecord], buckets: set[int]) -> None:
+        """Rewrite each bucket in ``buckets`` whole, from the resident records (an idle item's state, advanced in
+        memory, describes itself: its last window is in it). Per-item keys of older workers in these buckets are
+        deleted after their bucket is written, so a recovered prefix always has every item's latest state."""
+        if not buckets:
+            return
+        contents: dict[int, dict[str, Any]] = {bucket: {} for bucket in buckets}
+        for item_id, record in records.items():
+            bucket = contents.get(trend_bucket(item_id))
+            if bucket is not None and record.trend is not None:
+                bucket[item_id] = record.trend_state()
+        legacy = legacy_items.get(partition, set())
+        for bucket, items in contents.items():
+            state[trend_bucket_key(partition, bucket)] = items
+            bucket_members[(partition, bucket)] = set(items)
+        for item_id in [i for i in legacy if trend_bucket(i) in buckets]:
+            if legacy_trend_key(partition, item_id) in state:
+                del state[legacy_trend_key(partition, item_id)]
+            legacy.discard(item_id)
+
     def _load_partition(partition: int) -> dict[str, ItemRecord]:
         """Every item record of one partition, from the table (once per assignment: then ``resident``)."""
         parts: dict[str, dict[str, Any]] = {"o": {}, "t": {}, "m": {}}
+        buckets: dict[str, Any] = {}
         for key, value in list(state.items()):
-            kind, _, rest = key.partition("/")
-            owner, _, item_id = rest.partition("/")
-            if kind in parts and owner == str(partition) and value is not None:
-                parts[kind][item_id] = value
+            kind, owner, name = parse_key(key)
+            if owner != str(partition) or value is None:
+                continue
+            if kind == "b":
+                buckets.update(value)
+            elif kind in parts:
+                parts[kind][name] = value
+        legacy_items[partition] = set(parts["t"])
+        parts["t"].update(buckets)  # a bucket written after an item's legacy key holds its newer state
         records: dict[str, ItemRecord] = {}
         for item_id in parts["o"].keys() | parts["t"].keys():
             meta = parts["m"].get(item_id, {})

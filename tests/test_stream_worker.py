@@ -101,6 +101,55 @@ def test_kill_9_mid_replay_loses_and_double_counts_nothing(kafka: KafkaEndpoint,
         worker.stop()
 
 
+def test_state_an_older_worker_wrote_per_item_continues_exactly(kafka: KafkaEndpoint, offline: dict,
+                                                               tmp_path: Path) -> None:
+    """Workers before bucketed trend state wrote one ``t/<partition>/<item>`` key per item. Such a state, made here
+    by rewriting a stopped worker's changelog into that layout (its RocksDB removed, so the next worker recovers
+    from the changelog), continues to exactly the offline lists, and its next closes move it into buckets."""
+    import shutil
+
+    from kafka import KafkaProducer
+
+    env = _prepare(kafka, "legacy", partitions=2)
+    worker = Worker(env, tmp_path / "state", tmp_path / "worker.log").start()
+    try:
+        _replay(env, limit=25_000)
+        read_windows(kafka.bootstrap_servers, "legacy-trending", 1, workers=(worker,))
+    finally:
+        worker.stop()
+    changelog = "legacy-app-state-changelog"
+    latest: dict[bytes, tuple[int, bytes | None]] = {}
+    bucket_writes = 0
+    for record in read_topic(KafkaSettings(kafka.bootstrap_servers), changelog, idle_timeout_s=2):
+        latest[record.key or b""] = (record.partition, record.value)
+        bucket_writes += (record.key or b"").startswith(b'"b/') and bool(record.value)
+    buckets = {key: value for key, value in latest.items() if key.startswith(b'"b/') and value}
+    assert buckets, "the worker wrote no trend bucket"
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
+    moved = 0
+    for key, (partition, value) in buckets.items():
+        owner = json.loads(key).split("/")[1]
+        for item_id, trend in json.loads(value).items():
+            producer.send(changelog, key=json.dumps(f"t/{owner}/{item_id}").encode(),
+                          value=json.dumps(trend).encode(), partition=partition)
+            moved += 1
+        producer.send(changelog, key=key, value=None, partition=partition)  # the bucket is gone
+    producer.flush()
+    producer.close()
+    shutil.rmtree(tmp_path / "state")
+    _replay_rest(env, skip=25_000)
+    worker = Worker(env, tmp_path / "state", tmp_path / "worker.log").start()
+    try:
+        windows = read_windows(kafka.bootstrap_servers, "legacy-trending", len(offline), workers=(worker,))
+        _assert_matches_offline(windows, offline)
+    finally:
+        worker.stop()
+    rewritten = [r for r in read_topic(KafkaSettings(kafka.bootstrap_servers), changelog, idle_timeout_s=2)
+                 if (r.key or b"").startswith(b'"b/') and r.value]
+    print(f"{moved} item states moved into per-item keys; {len(rewritten)} bucket writes in the changelog")
+    assert len(rewritten) > bucket_writes  # the closes after the restart wrote buckets again
+
+
 def _replay_rest(env: dict[str, str], skip: int) -> None:
     """Publish events skip..EVENTS of the dataset (the first part was published before the crash)."""
     settings = KafkaSettings(env["KAFKA_BOOTSTRAP_SERVERS"])
