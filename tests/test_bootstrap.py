@@ -43,3 +43,11 @@ def test_the_report_section_compares_against_the_best_baseline_per_window() -> N
     assert f"Best baseline: `{best.name}`" in "\n".join(lines)
     rows = [line for line in lines if line.startswith("| ") and not line.startswith(("| method", "| ---"))]
     assert len(rows) == 1 and rows[0].split(" | ")[-1].strip(" |") in ("better", "worse", "within noise")
+
+
+def test_for_an_error_metric_the_best_baseline_is_the_lowest() -> None:
+    split = temporal_split(_examples(n_items=14, hours=12), validation=0.2, test=0.5)
+    results = evaluate(split, [MostPop(), EMA(), RandomForecaster()])
+    lines = "\n".join(significance_section(results, "mae_log1p", resamples=200))
+    best = min((r for r in results if r.name != "random"), key=lambda r: r.metrics["mae_log1p"])
+    assert f"Best baseline: `{best.name}`" in lines

@@ -94,8 +94,9 @@ def significance_section(results: Sequence[MethodResult], metric: str = "ndcg@20
     the test windows (without TRAIL, the best baseline against the runner-up)."""
     from .bootstrap import paired_bootstrap
 
+    lower_is_better = metric.startswith(("mae", "rmse"))
     baselines = sorted((r for r in results if not r.name.startswith("trail") and r.name != "random"),
-                       key=lambda r: -r.metrics[metric])
+                       key=lambda r: r.metrics[metric] if lower_is_better else -r.metrics[metric])
     if not baselines:
         return []
     best = baselines[0]
@@ -112,7 +113,7 @@ def significance_section(results: Sequence[MethodResult], metric: str = "ndcg@20
         value = paired_bootstrap([result.per_window[w][metric] for w in windows],
                                  [best.per_window[w][metric] for w in windows], resamples=resamples)
         verdict = {"a better": "better", "b better": "worse", "within noise": "within noise"}[
-            value.verdict(higher_is_better=not metric.startswith(("mae", "rmse")))]
+            value.verdict(higher_is_better=not lower_is_better)]
         lines.append(f"| {result.name} | {value.mean_a:.4f} [{value.low_a:.4f}, {value.high_a:.4f}] | "
                      f"{value.mean_b:.4f} [{value.low_b:.4f}, {value.high_b:.4f}] | {value.difference:+.4f} "
                      f"[{value.difference_low:+.4f}, {value.difference_high:+.4f}] | {verdict} |")

@@ -28,6 +28,7 @@ from .datasets import open_dataset
 from .evaluate import MethodResult, evaluate, metrics_table, restrict, significance_section, write_report
 from .examples import Example, Split, build_examples, temporal_split
 from .explanation_eval import ExplainedItem, ExplanationResult, evaluate_explanations, published_explainer
+from .feature_head import FeatureHead
 from .llm_forecasters import TrailForecaster, ZeroShotLLM, candidate_positions
 from .pare import Pare
 
@@ -52,6 +53,17 @@ def _trail_checkpoints(args: argparse.Namespace) -> list[tuple[str, Path]]:
             raise ConfigError(f"--ablation expects NAME=CHECKPOINT, got {entry!r}")
         found.append((name, Path(path)))
     return found
+
+
+def _no_llm_heads(checkpoint: Path, candidates: int) -> list[FeatureHead]:
+    """The "no LLM" ablation with the shipped checkpoint's recipe: as many steps (same budget), and 10x as many
+    (what the head alone reaches when the budget is not the limit). None without a shipped checkpoint."""
+    recipe = FeatureHead.recipe_of(checkpoint)
+    if recipe is None:
+        return []
+    config, steps = recipe
+    return [FeatureHead(candidates=candidates, steps=steps, train_config=config, label="trail_no-llm"),
+            FeatureHead(candidates=candidates, steps=10 * steps, train_config=config, label="trail_no-llm_10x")]
 
 
 def _explanation_sample(split: Split, trail: MethodResult, per_window: int, seed: int,
@@ -103,6 +115,7 @@ def run_evaluation(args: argparse.Namespace, default_windows: dict[str, str]) ->
     methods: list = [RandomForecaster(seed=args.seed), MostPop(), Markov(), EMA(), LinearTrend(), HoltWinters(),
                      GradientBoosting(seed=args.seed, threads=1), Pare(seed=args.seed)]
     trails = [TrailForecaster(candidates=args.candidates, checkpoint=path, label=name) for name, path in checkpoints]
+    methods += _no_llm_heads(Path("models") / args.dataset, args.candidates)
     _log(f"evaluating {len(methods) + len(trails)} methods on {len(split.test)} test examples...")
     results = evaluate(split, [*methods, *trails])
     out = args.out or Path("reports") / args.dataset
@@ -126,6 +139,13 @@ def run_evaluation(args: argparse.Namespace, default_windows: dict[str, str]) ->
             f"{metadata.get('train_config', {}).get('batch_size', '?')} examples in "
             f"{metadata.get('seconds_this_run', '?')} s ({metadata.get('examples_per_second', '?')} examples/s), "
             f"loss weights {metadata.get('train_config', {}).get('weights', {})}.")
+
+    heads = [m for m in methods if isinstance(m, FeatureHead)]
+    if heads:
+        notes.append(f"`{heads[0].name}` = TRAIL's score head on the engineered features alone, no language model "
+                     f"(`training/feature_head.py`): the shipped checkpoint's recipe, losses and example pool, "
+                     f"{heads[0].steps_trained} steps (as many as the checkpoint trained); `{heads[-1].name}` "
+                     f"{heads[-1].steps_trained} steps. The gap to `trail` is what the LLM adds.")
 
     zero_shot: ZeroShotLLM | None = None
     if not args.no_llm and args.zero_shot_windows > 0:
