@@ -51,3 +51,15 @@ def test_for_an_error_metric_the_best_baseline_is_the_lowest() -> None:
     lines = "\n".join(significance_section(results, "mae_log1p", resamples=200))
     best = min((r for r in results if r.name != "random"), key=lambda r: r.metrics["mae_log1p"])
     assert f"Best baseline: `{best.name}`" in lines
+
+
+def test_trail_is_compared_with_each_of_its_ablations() -> None:
+    from dataclasses import replace
+
+    split = temporal_split(_examples(n_items=14, hours=12), validation=0.2, test=0.5)
+    most_pop, ema, trail, ablation = evaluate(split, [MostPop(), EMA(), EMA(), MostPop()])
+    results = [most_pop, ema, replace(trail, name="trail"), replace(ablation, name="trail_no-llm")]
+    lines = significance_section(results, "ndcg@20", resamples=200)
+    rows = [line for line in lines if line.startswith("| trail_no-llm |")]
+    assert len(rows) == 2  # against the best baseline, and TRAIL against it
+    assert rows[1].split(" | ")[-1].strip(" |") in ("trail better", "ablation better", "within noise")

@@ -117,6 +117,18 @@ def significance_section(results: Sequence[MethodResult], metric: str = "ndcg@20
         lines.append(f"| {result.name} | {value.mean_a:.4f} [{value.low_a:.4f}, {value.high_a:.4f}] | "
                      f"{value.mean_b:.4f} [{value.low_b:.4f}, {value.high_b:.4f}] | {value.difference:+.4f} "
                      f"[{value.difference_low:+.4f}, {value.difference_high:+.4f}] | {verdict} |")
+    reference = next((r for r in results if r.name == "trail"), None)
+    ablations = [r for r in results if r.name.startswith("trail_")]
+    if reference is not None and ablations:
+        lines += ["", "TRAIL against each ablation, paired the same way (what the part an ablation lacks adds):", "",
+                  "| ablation | trail − ablation [95% CI] | verdict |", "| --- | --- | --- |"]
+        for result in ablations:
+            value = paired_bootstrap([reference.per_window[w][metric] for w in windows],
+                                     [result.per_window[w][metric] for w in windows], resamples=resamples)
+            verdict = {"a better": "trail better", "b better": "ablation better", "within noise": "within noise"}[
+                value.verdict(higher_is_better=not lower_is_better)]
+            lines.append(f"| {result.name} | {value.difference:+.4f} [{value.difference_low:+.4f}, "
+                         f"{value.difference_high:+.4f}] | {verdict} |")
     return lines + [""]
 
 
@@ -153,7 +165,8 @@ def write_report(results: Sequence[MethodResult], split: Split, folder: Path, ti
     path = folder / "report.md"
     path.write_text("\n".join(lines))
     (folder / "metrics.json").write_text(json.dumps(
-        {r.name: {**r.metrics, "fit_seconds": r.fit_seconds, "items_per_second": r.items_per_second}
+        {r.name: {**r.metrics, "fit_seconds": r.fit_seconds, "items_per_second": r.items_per_second,
+                  "per_window": {str(w): m for w, m in sorted(r.per_window.items())}}
          for r in results}, indent=2) + "\n")
     _plot_methods(results, columns, folder / "methods.png", title)
     return path
