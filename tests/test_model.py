@@ -15,7 +15,8 @@ from trail.events import Interaction, ItemMeta
 from trail.explain import check, Forecast
 from trail.windows import WindowSpec, parse_duration
 from training.examples import Example, build_examples
-from training.losses import LossWeights, pairwise_ranking_loss, info_nce_loss, likelihood_margin_loss
+from training.losses import (LossWeights, info_nce_loss, likelihood_margin_loss, listwise_softmax_loss,
+                             pairwise_ranking_loss, score_terms)
 from training.model import TrailConfig, TrailModel
 from training.train import TrainConfig, candidate_pool, loss_terms, make_batches, texts_for, train
 
@@ -93,6 +94,15 @@ def test_loss_functions_by_hand() -> None:
     # InfoNCE with perfectly aligned, orthogonal embeddings and a tiny temperature → ~0
     eye = torch.eye(3)
     assert float(info_nce_loss(eye, eye, -eye, temperature=0.01)) < 1e-6
+    # ListNet: equal scores over two items → log 2 whatever the labels; scores equal to the target → its entropy
+    assert float(listwise_softmax_loss(torch.zeros(2), torch.tensor([9.0, 0.0]))) == pytest.approx(np.log(2))
+    target = torch.softmax(torch.log1p(torch.tensor([9.0, 0.0])), dim=0)
+    exact = listwise_softmax_loss(torch.log1p(torch.tensor([9.0, 0.0])), torch.tensor([9.0, 0.0]))
+    assert float(exact) == pytest.approx(float(-(target * target.log()).sum()), rel=1e-6)
+    # the listwise term is on only when weighted, and joins the total with its weight
+    scores, labels = torch.tensor([0.3, 0.1, 0.2]), torch.tensor([5.0, 1.0, 0.0])
+    assert "listwise" not in score_terms(scores, labels, LossWeights())
+    assert set(score_terms(scores, labels, LossWeights(listwise=0.5))) == {"regression", "pairwise", "listwise"}
 
 
 def test_checkpoint_saves_loads_and_scores_identically(examples: list[Example], tmp_path: Path) -> None:

@@ -61,6 +61,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     train.add_argument("--no-contrastive", action="store_true", help="ablation: no InfoNCE and no likelihood margin")
     train.add_argument("--no-explanation-loss", action="store_true", help="ablation: no language-modelling loss")
+    train.add_argument("--listwise", type=float, metavar="WEIGHT",
+                       help="weight of the listwise (ListNet) score loss within a window (default: LossWeights')")
     train.add_argument("--threads", type=positive_int, help="torch CPU threads (default: all cores)")
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(run=_train)
@@ -108,7 +110,7 @@ def _train(args: argparse.Namespace) -> int:
     print(f"replaying {dataset.name} through trail.signals ({window} windows)...", file=sys.stderr)
     examples, digest = build_examples(dataset.interactions(), WindowSpec.parse(window), dataset.items())
     split = temporal_split(examples)
-    weights = LossWeights()
+    weights = LossWeights() if args.listwise is None else LossWeights(listwise=args.listwise)
     if args.no_contrastive:
         weights = LossWeights(**{**weights.__dict__, "info_nce": 0.0, "margin": 0.0})
     if args.no_explanation_loss:

@@ -28,7 +28,7 @@ from trail.signals import TrendSignals
 from .baselines import FloatArray, TrainingPairs
 from .examples import Example, subsample
 from .llm_forecasters import _CandidateScorer
-from .losses import LossWeights, pairwise_ranking_loss, score_regression_loss
+from .losses import LossWeights, score_terms
 from .model import TrailConfig
 from .train import TrainConfig, _learning_rate_factor, candidate_pool, make_batches
 
@@ -100,8 +100,8 @@ class FeatureHead(_CandidateScorer):
             features, current = _inputs([e.signals for e in batch])
             labels = torch.tensor([e.label for e in batch], dtype=torch.float32)
             scores = self.head(features, current)
-            loss = (weights.regression * score_regression_loss(scores, labels)
-                    + weights.pairwise * pairwise_ranking_loss(scores, labels))
+            loss = sum((getattr(weights, name) * value for name, value in score_terms(scores, labels, weights).items()),
+                       torch.zeros(()))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.head.parameters(), 1.0)

@@ -35,6 +35,7 @@ class LossWeights:
     lm: float = 1.0
     regression: float = 1.0
     pairwise: float = 0.5
+    listwise: float = 0.0  # ListNet top-one softmax within a window (off until it helps on validation windows)
     info_nce: float = 0.2
     margin: float = 0.5
     margin_nats: float = 2.0
@@ -45,7 +46,7 @@ class LossWeights:
         return self.info_nce > 0 or self.margin > 0
 
     def __post_init__(self) -> None:
-        for name in ("lm", "regression", "pairwise", "info_nce", "margin", "margin_nats"):
+        for name in ("lm", "regression", "pairwise", "listwise", "info_nce", "margin", "margin_nats"):
             if getattr(self, name) < 0:
                 raise ValueError(f"loss weight {name} must be >= 0, got {getattr(self, name)}")
         if self.temperature <= 0:
@@ -73,6 +74,26 @@ def pairwise_ranking_loss(scores: torch.Tensor, true_counts: torch.Tensor) -> to
         return scores.sum() * 0.0
     margins = scores.unsqueeze(1) - scores.unsqueeze(0)
     return F.softplus(-margins[better]).mean()
+
+
+def listwise_softmax_loss(scores: torch.Tensor, true_counts: torch.Tensor) -> torch.Tensor:
+    """ListNet (top-one): cross-entropy between the softmax of the true ``log1p`` counts and the softmax of the
+    scores, over one window's items. Unlike the pairwise term it weighs the top of the list most: mass moved away
+    from the item that really leads costs more than a swap lower down."""
+    target = torch.softmax(torch.log1p(true_counts), dim=0)
+    return -(target * torch.log_softmax(scores, dim=0)).sum()
+
+
+def score_terms(scores: torch.Tensor, true_counts: torch.Tensor, weights: LossWeights) -> dict[str, torch.Tensor]:
+    """The score losses that are switched on (unweighted): what TRAIL and its no-LLM ablation both train on."""
+    terms: dict[str, torch.Tensor] = {}
+    if weights.regression > 0:
+        terms["regression"] = score_regression_loss(scores, true_counts)
+    if weights.pairwise > 0:
+        terms["pairwise"] = pairwise_ranking_loss(scores, true_counts)
+    if weights.listwise > 0:
+        terms["listwise"] = listwise_softmax_loss(scores, true_counts)
+    return terms
 
 
 def info_nce_loss(signal: torch.Tensor, explanation: torch.Tensor, counterfactual: torch.Tensor | None,

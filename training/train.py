@@ -39,8 +39,7 @@ from .losses import (
     explanation_lm_loss,
     info_nce_loss,
     likelihood_margin_loss,
-    pairwise_ranking_loss,
-    score_regression_loss,
+    score_terms,
     sequence_log_likelihood,
 )
 from .model import Encoded, TrailConfig, TrailModel, explanation_target
@@ -133,11 +132,7 @@ def loss_terms(model: TrailModel, texts: Sequence[TrainingText], weights: LossWe
     hidden = model.hidden_states(batch)
     n = len(texts)
     scores = model.score_from_hidden(hidden[:n], _rows(batch, n), signals)
-    terms: dict[str, torch.Tensor] = {}
-    if weights.regression > 0:
-        terms["regression"] = score_regression_loss(scores, labels)
-    if weights.pairwise > 0:
-        terms["pairwise"] = pairwise_ranking_loss(scores, labels)
+    terms = score_terms(scores, labels, weights)
     if weights.lm > 0 or weights.margin > 0:
         token_log_probs, rows = model.continuation_log_probs(hidden, batch)
         if weights.lm > 0:
@@ -152,8 +147,8 @@ def loss_terms(model: TrailModel, texts: Sequence[TrainingText], weights: LossWe
         text_vectors = model.text_embedding(text_hidden, alone)
         terms["info_nce"] = info_nce_loss(model.signal_embedding(hidden[:n], _rows(batch, n)), text_vectors[:n],
                                           text_vectors[n:], weights.temperature)
-    factors = {"regression": weights.regression, "pairwise": weights.pairwise, "lm": weights.lm,
-               "margin": weights.margin, "info_nce": weights.info_nce}
+    factors = {"regression": weights.regression, "pairwise": weights.pairwise, "listwise": weights.listwise,
+               "lm": weights.lm, "margin": weights.margin, "info_nce": weights.info_nce}
     terms["total"] = sum((factors[name] * value for name, value in terms.items()), torch.zeros(()))
     return terms
 
