@@ -1,0 +1,46 @@
+"""Does a listwise score loss help? Measured on the no-LLM head (TRAIL's score head on the features alone, the
+shipped checkpoint's recipe) on the VALIDATION windows of each dataset, so the test windows stay unread.
+
+    .venv/bin/python benchmarks/listwise_head.py            # both datasets, listwise weights 0, 0.5, 1, 2
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+from trail.windows import WindowSpec
+from training.baselines import EMA, MostPop
+from training.datasets import open_dataset
+from training.evaluate import evaluate
+from training.examples import Split, build_examples, temporal_split
+from training.feature_head import FeatureHead
+
+WINDOWS = {"online-retail": "7d", "stackexchange": "1d"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=list(WINDOWS), choices=list(WINDOWS))
+    parser.add_argument("--weights", nargs="+", type=float, default=[0.0, 0.5, 1.0, 2.0])
+    args = parser.parse_args()
+    for name in args.datasets:
+        dataset = open_dataset(name, None, "")
+        examples, _ = build_examples(dataset.interactions(), WindowSpec.parse(WINDOWS[name]), dataset.items())
+        split = temporal_split(examples)
+        validation = Split(split.train, split.validation, split.validation, split.windows)  # score validation
+        recipe = FeatureHead.recipe_of(Path("models") / name)
+        if recipe is None:
+            raise SystemExit(f"no shipped checkpoint in models/{name} to take the recipe from")
+        config, steps = recipe
+        heads = [FeatureHead(steps=budget, label=f"head listwise={weight} steps={budget}",
+                             train_config=replace(config, weights=replace(config.weights, listwise=weight)))
+                 for weight in args.weights for budget in (steps, 10 * steps)]
+        for result in evaluate(validation, [MostPop(), EMA(), *heads]):
+            print(f"{name:>14}  {result.name:<32} NDCG@20 {result.metrics['ndcg@20']:.4f}  "
+                  f"MAE(log1p) {result.metrics['mae_log1p']:.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
