@@ -92,7 +92,7 @@ def significance_section(results: Sequence[MethodResult], metric: str = "ndcg@20
                          resamples: int = 10_000) -> list[str]:
     """Markdown: each TRAIL variant against the best baseline on ``metric``, 95% paired-bootstrap intervals over
     the test windows (without TRAIL, the best baseline against the runner-up)."""
-    from .bootstrap import paired_bootstrap
+    from .bootstrap import PairedInterval, paired_bootstrap
 
     lower_is_better = metric.startswith(("mae", "rmse"))
     baselines = sorted((r for r in results if not r.name.startswith("trail") and r.name != "random"),
@@ -109,11 +109,15 @@ def significance_section(results: Sequence[MethodResult], metric: str = "ndcg@20
              f"percentile intervals. Best baseline: `{best.name}`.", "",
              f"| method | {metric} [95% CI] | {best.name} [95% CI] | difference [95% CI] | verdict |",
              "| --- | --- | --- | --- | --- |"]
+    def paired(a: MethodResult, b: MethodResult, words: tuple[str, str]) -> tuple[PairedInterval, str]:
+        """``a`` against ``b`` on the same windows; the verdict in ``words`` (a better, b better) or noise."""
+        value = paired_bootstrap([a.per_window[w][metric] for w in windows], [b.per_window[w][metric] for w in windows],
+                                 resamples=resamples)
+        verdict = value.verdict(higher_is_better=not lower_is_better)
+        return value, {"a better": words[0], "b better": words[1]}.get(verdict, verdict)
+
     for result in challengers:
-        value = paired_bootstrap([result.per_window[w][metric] for w in windows],
-                                 [best.per_window[w][metric] for w in windows], resamples=resamples)
-        verdict = {"a better": "better", "b better": "worse", "within noise": "within noise"}[
-            value.verdict(higher_is_better=not lower_is_better)]
+        value, verdict = paired(result, best, ("better", "worse"))
         lines.append(f"| {result.name} | {value.mean_a:.4f} [{value.low_a:.4f}, {value.high_a:.4f}] | "
                      f"{value.mean_b:.4f} [{value.low_b:.4f}, {value.high_b:.4f}] | {value.difference:+.4f} "
                      f"[{value.difference_low:+.4f}, {value.difference_high:+.4f}] | {verdict} |")
@@ -123,10 +127,7 @@ def significance_section(results: Sequence[MethodResult], metric: str = "ndcg@20
         lines += ["", "TRAIL against each ablation, paired the same way (what the part an ablation lacks adds):", "",
                   "| ablation | trail − ablation [95% CI] | verdict |", "| --- | --- | --- |"]
         for result in ablations:
-            value = paired_bootstrap([reference.per_window[w][metric] for w in windows],
-                                     [result.per_window[w][metric] for w in windows], resamples=resamples)
-            verdict = {"a better": "trail better", "b better": "ablation better", "within noise": "within noise"}[
-                value.verdict(higher_is_better=not lower_is_better)]
+            value, verdict = paired(reference, result, ("trail better", "ablation better"))
             lines.append(f"| {result.name} | {value.difference:+.4f} [{value.difference_low:+.4f}, "
                          f"{value.difference_high:+.4f}] | {verdict} |")
     return lines + [""]
