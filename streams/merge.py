@@ -104,7 +104,7 @@ class WindowMerger:
         started = time.monotonic()
         self.board.close(window, [r.summary for r in reports])
         candidates = select_candidates((r.candidates for r in reports), self.n_candidates)
-        signals = [signals_for(c.window, self.board, c.title, c.category) for c in candidates]
+        signals = [signals_for(c.window, self.board, c.title, c.category, self.spec) for c in candidates]
         scorer, used_fallback, forecasts = backend, False, None
         try:
             forecasts = backend.score(signals)

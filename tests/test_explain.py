@@ -16,6 +16,7 @@ from trail.explain import (
     counterfactual,
     forecast_direction,
     split_sentences,
+    stated_facts,
 )
 from trail.signals import ItemWindow, TrendSignals
 
@@ -84,6 +85,23 @@ def test_composed_explanations_verify(scenario: tuple[TrendSignals, Forecast], v
     assert result.forecast_agrees is True, text
     assert result.unverifiable == (), (text, result.unverifiable)
     assert {"change", "forecast"} <= {claim.kind for claim in result.claims}
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_stated_facts_each_verify_and_cover_every_available_kind(scenario: tuple[TrendSignals, Forecast]) -> None:
+    """Prompt format 2's cue lists these facts: each must be a verified claim, and together they state every kind
+    of claim the composer could make (so the model never has to compute a fact)."""
+    signals, forecast = scenario
+    facts = stated_facts(signals, forecast)
+    kinds = set()
+    for fact in facts:
+        result = check(fact, signals, forecast)
+        assert result.claims and result.all_verified, (fact, [c.reason for c in result.claims if not c.verified])
+        kinds |= {claim.kind for claim in result.claims}
+    assert kinds >= available_kinds(signals) - ({"rank"} if signals.rank is None else set()), (facts, kinds)
+    whole = check("; ".join(facts) + ".", signals, forecast)
+    assert whole.all_verified, [c.reason for c in whole.claims if not c.verified]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

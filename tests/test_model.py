@@ -49,7 +49,7 @@ def _toy_batch(examples: list[Example]) -> list:
     window = max(e.window_index for e in examples)
     chosen = [e for e in examples if e.window_index == window][:6]
     rng = random.Random(0)
-    return [texts_for(e, rng) for e in chosen]
+    return [texts_for(e, rng, TrailConfig()) for e in chosen]
 
 
 def test_every_loss_term_decreases_on_a_toy_batch(examples: list[Example]) -> None:

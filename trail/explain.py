@@ -39,8 +39,7 @@ from typing import Callable, Sequence
 from trail.signals import ItemWindow, TrendSignals
 
 __all__ = ["CLAIM_KINDS", "COUNTERFACTUAL_KINDS", "PHRASINGS", "CheckResult", "Claim", "Forecast", "available_kinds",
-           "check",
-           "compose", "counterfactual", "forecast_direction", "split_sentences"]
+           "check", "compose", "counterfactual", "forecast_direction", "split_sentences", "stated_facts"]
 
 RISE, FALL, STEADY = "rise", "fall", "steady"
 DIRECTIONS = frozenset({RISE, FALL, STEADY})
@@ -611,6 +610,34 @@ def _assemble(clauses: dict[str, str], extras: list[str], variant: int) -> str:
 def compose(signals: TrendSignals, forecast: Forecast, variant: int = 0) -> str:
     """A 1–3 sentence explanation stating only what the signals show; ``variant`` picks the phrasing."""
     return _assemble(_clauses(signals, forecast, variant), _extras_by_salience(signals), variant)
+
+
+def stated_facts(signals: TrendSignals, forecast: Forecast) -> tuple[str, ...]:
+    """Every fact an explanation may claim about these signals, each a phrase the checker verifies, with every
+    number already computed: the change with its percent and direction, distinct users, the rank and its move,
+    the long-term level and the ratio to it, the category's direction and percent, and the forecast's direction.
+
+    Prompt format 2 lists them in the explanation cue, so a faithful text only has to choose and rephrase facts,
+    never compute one (the format-1 model wrote "rose 26%" for 36 -> 52)."""
+    item, clauses = signals.item, _clauses(signals, forecast, 0)
+    facts = [clauses["change"]]
+    if item.distinct_users > 0:
+        facts.append(f"from {item.distinct_users} distinct user{'' if item.distinct_users == 1 else 's'}")
+    if signals.rank is not None and signals.previous_rank is not None and signals.rank != signals.previous_rank:
+        facts.append(clauses["rank"] + f" from #{signals.previous_rank}")
+    elif "rank" in clauses:
+        facts.append(clauses["rank"])
+    if item.long_term_mean > 0:
+        where = {RISE: "above", FALL: "below", STEADY: "in line with"}[_band_direction(item.long_term_mean, item.count)]
+        facts.append(f"it is {where} its usual level of {_num(item.long_term_mean)} ({item.level_ratio:.1f}x)")
+    if signals.category:
+        before, after = signals.category_previous_count, signals.category_count
+        direction = _band_direction(before, after)
+        word = {RISE: "rising", FALL: "falling", STEADY: "steady"}[direction]
+        percent = f" {round(abs(after - before) / before * 100)}%" if direction != STEADY and before > 0 else ""
+        facts.append(f'its "{signals.category}" category is {word}{percent}')
+    facts.append(clauses["forecast"])
+    return tuple(facts)
 
 
 def counterfactual(signals: TrendSignals, forecast: Forecast, kind: str, variant: int = 0) -> str:

@@ -1,8 +1,14 @@
 """Signals + metadata → the model's text. Compact on purpose: prompt length is the main cost of an LLM scorer.
 
 One line per aspect, numbers rounded to what matters, always in the same order, so the model sees a stable
-layout; the explanation grammar in :mod:`trail.explain` uses the same facts, so everything a faithful
-explanation can claim is visible in the prompt.
+layout. Every function takes the prompt format (:data:`PROMPT_FORMATS`) the model was trained on, and renders
+that layout, so a model of an older format keeps serving while a newer one trains:
+
+- format 1: the signals; the explanation cue is the forecast line.
+- format 2: a calendar line (window start, ISO week; the weekday for windows shorter than a week) in the prompt,
+  and in the cue every fact an explanation may claim, in the composer's own words and numbers
+  (:func:`trail.explain.stated_facts`), so the model rephrases facts instead of computing them. The facts go in
+  the cue, not the prompt: only the top K items are explained, while every candidate is scored on the prompt.
 
 >>> from trail.signals import ItemWindow, TrendSignals
 >>> window = ItemWindow("47566", 2154, 55.0, (35.0, 53.0, 47.0, 55.0), 47.0, 55.0, 8.0, 50.3, 30.3, 1.66, 1.76,
@@ -12,15 +18,29 @@ item: PARTY BUNTING [BUNTING]
 counts: 35 53 47 55 (now 55, prev 47, change +8)
 trend: momentum 1.66, z 1.8, level x2.3, users 40, age 20
 rank: #1 (prev #3); category 199->224
+
+With the window's start known, format 2 adds the calendar:
+
+>>> from trail.windows import WindowSpec
+>>> spec = WindowSpec()
+>>> signals = TrendSignals(window, "PARTY BUNTING", "BUNTING", 1, 3, 224.0, 199.0, spec.start_of(2154), spec.size_ms)
+>>> print(render_prompt(signals, 2).splitlines()[1])
+date: 2011-04-18, week 16
 """
 
 from __future__ import annotations
 
-from .serving_contract import PROMPT_FORMAT, TOKEN_LIMITS, PromptFormatMismatch, check_prompt_format
+from datetime import datetime, timezone
+
+from .explain import Forecast, stated_facts
+from .serving_contract import PROMPT_FORMAT, PROMPT_FORMATS, PromptFormatMismatch, check_prompt_format
 from .signals import TrendSignals
 
-__all__ = ["EXPLANATION_CUE", "MAX_CUE_TOKENS", "PROMPT_FORMAT", "PromptFormatMismatch", "SYSTEM_PROMPT",
-           "check_prompt_format", "forecast_cue", "render_explanation_prompt", "render_prompt"]
+__all__ = ["EXPLANATION_CUE", "PROMPT_FORMAT", "PROMPT_FORMATS", "PromptFormatMismatch",
+           "SYSTEM_PROMPT", "calendar_line", "check_prompt_format", "explanation_cue", "forecast_cue",
+           "render_explanation_prompt", "render_prompt"]
+
+_WEEK_MS = 7 * 86_400_000
 
 SYSTEM_PROMPT = (
     "You forecast an item's interactions in the next window and explain the forecast in 1-3 sentences, "
@@ -28,22 +48,33 @@ SYSTEM_PROMPT = (
 )
 _MAX_TITLE_CHARS = 60
 EXPLANATION_CUE = "\nwhy:"  # the explanation follows this, after a space
-MAX_CUE_TOKENS = TOKEN_LIMITS.max_cue_tokens  # the forecast line and the cue are cut to this many tokens
 
 
 def _n(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
 
 
-def render_prompt(signals: TrendSignals) -> str:
+def calendar_line(signals: TrendSignals) -> str | None:
+    """``date: 2011-04-18, week 16`` (``date: 2011-03-02 Wed, week 9`` for windows shorter than a week); None when
+    the window's start is unknown. Seasonality ("CHRISTMAS" in a title in week 48) is for the model to read."""
+    if signals.window_start_ms is None:
+        return None
+    start = datetime.fromtimestamp(signals.window_start_ms / 1000, tz=timezone.utc)
+    weekday = f" {start:%a}" if (signals.window_size_ms or _WEEK_MS) < _WEEK_MS else ""
+    return f"date: {start:%Y-%m-%d}{weekday}, week {start.isocalendar().week}"
+
+
+def render_prompt(signals: TrendSignals, prompt_format: int = PROMPT_FORMAT) -> str:
     item = signals.item
     title = " ".join(signals.title.split())[:_MAX_TITLE_CHARS] or signals.item_id
     category = f" [{signals.category}]" if signals.category else ""
     change = item.count - item.previous_count
     rank = "none" if signals.rank is None else f"#{signals.rank}"
     previous = "none" if signals.previous_rank is None else f"#{signals.previous_rank}"
+    calendar = calendar_line(signals) if prompt_format >= 2 else None
     lines = [
         f"item: {title}{category}",
+        *([calendar] if calendar else []),
         f"counts: {' '.join(_n(c) for c in item.history)} (now {_n(item.count)}, prev {_n(item.previous_count)}, "
         f"change {'+' if change >= 0 else ''}{_n(change)})",
         f"trend: momentum {item.momentum:.2f}, z {item.zscore:.1f}, level x{item.level_ratio:.1f}, "
@@ -54,7 +85,7 @@ def render_prompt(signals: TrendSignals) -> str:
     return "\n".join(lines)
 
 
-def render_explanation_prompt(signals: TrendSignals, predicted_count: float) -> str:
+def render_explanation_prompt(signals: TrendSignals, predicted_count: float, prompt_format: int = 1) -> str:
     """The prompt the explanation is generated from: the signals, then the forecast it must agree with.
 
     Conditioning on the predicted count (the score head's output when serving, the true next count in training)
@@ -70,9 +101,27 @@ def render_explanation_prompt(signals: TrendSignals, predicted_count: float) -> 
     forecast: 5.3
     why:
     """
-    return render_prompt(signals) + forecast_cue(predicted_count)
+    return render_prompt(signals, prompt_format) + explanation_cue(signals, predicted_count, prompt_format)
 
 
 def forecast_cue(predicted_count: float) -> str:
-    """The lines between the signals and the explanation: the forecast, then the cue."""
+    """Format 1's lines between the signals and the explanation: the forecast, then the cue."""
     return f"\nforecast: {_n(round(float(predicted_count), 1))}{EXPLANATION_CUE}"
+
+
+def explanation_cue(signals: TrendSignals, predicted_count: float, prompt_format: int = PROMPT_FORMAT) -> str:
+    """The lines between the prompt and the explanation, in ``prompt_format``: the forecast, (format 2) the facts
+    an explanation may claim, then the cue.
+
+    >>> from trail.signals import ItemWindow, TrendSignals
+    >>> window = ItemWindow("7", 3, 4.0, (2.0, 4.0), 2.0, 4.0, 2.0, 3.0, 2.5, 1.2, 1.5, 2.0, 1.67, 3, 2, 4.4, 0)
+    >>> print(explanation_cue(TrendSignals(window, "MUG", None, None, None, 0.0, 0.0), 5.26, 2))
+    <BLANKLINE>
+    forecast: 5.3
+    facts: up 100% from 2 to 4 interactions; from 3 distinct users; it is above its usual level of 2 (1.7x); it is expected to keep rising next window
+    why:
+    """
+    if prompt_format == 1:
+        return forecast_cue(predicted_count)
+    facts = "; ".join(stated_facts(signals, Forecast(float(predicted_count))))
+    return f"\nforecast: {_n(round(float(predicted_count), 1))}\nfacts: {facts}{EXPLANATION_CUE}"

@@ -19,11 +19,16 @@ try:  # inside a Triton version folder, next to trail_errors.py
 except ImportError:
     from trail.errors import TrailError
 
-__all__ = ["GENERATOR_INPUTS", "GENERATOR_LOGITS", "KV_KINDS", "PROMPT_FORMAT", "SCORE_INPUTS", "SCORE_OUTPUT", "TOKEN_LIMITS",
-           "PromptFormatMismatch", "TokenLimits", "check_prompt_format", "past_input", "present_output"]
+__all__ = ["GENERATOR_INPUTS", "GENERATOR_LOGITS", "KV_KINDS", "PROMPT_FORMAT", "PROMPT_FORMATS", "SCORE_INPUTS",
+           "SCORE_OUTPUT", "TOKEN_LIMITS", "PromptFormatMismatch", "TokenLimits", "check_prompt_format",
+           "limits_for_format", "past_input", "present_output"]
 
-# The layout of the prompt and cue (trail.prompt). A model can only read the layout it was trained on.
-PROMPT_FORMAT = 1
+# The layouts of the prompt and cue (trail.prompt). A model can only read the layout it was trained on, so every
+# runtime renders the format its model records; training writes the newest.
+#   1: signals; cue = forecast line.
+#   2: adds the calendar line to the prompt, and the item's facts in the composer's words to the cue.
+PROMPT_FORMATS = (1, 2)
+PROMPT_FORMAT = PROMPT_FORMATS[-1]
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,7 @@ class TokenLimits:
     """Tokens kept of each segment, in training and in every runtime (longer segments are cut, never wrapped)."""
 
     max_prompt_tokens: int = 160
-    max_cue_tokens: int = 16  # the forecast line and the cue
+    max_cue_tokens: int = 16  # the forecast line, the facts (format 2) and the cue
     max_new_tokens: int = 72  # an explanation's length
 
     def to_dict(self) -> dict[str, int]:
@@ -44,7 +49,12 @@ class TokenLimits:
         return cls(**{k: int(v) for k, v in (limits or {}).items() if k in known})
 
 
-TOKEN_LIMITS = TokenLimits()
+def limits_for_format(prompt_format: int) -> TokenLimits:
+    """Format 1's cue is the forecast line (16 tokens); format 2's also lists the facts (up to 128)."""
+    return TokenLimits(max_cue_tokens=16 if prompt_format == 1 else 128)
+
+
+TOKEN_LIMITS = limits_for_format(PROMPT_FORMAT)
 
 # the scoring graph: prompt tokens + engineered features + log1p(current count) → log1p(next window's count)
 SCORE_INPUTS = ("input_ids", "attention_mask", "features", "current_log_count")
@@ -68,8 +78,12 @@ class PromptFormatMismatch(TrailError, ValueError):
     """A model trained on another prompt layout than the one this code renders."""
 
 
-def check_prompt_format(found: int | None, what: str) -> None:
-    """Raise :class:`PromptFormatMismatch` unless ``found`` (None: recorded before formats were: 1) is ours."""
-    if (found or 1) != PROMPT_FORMAT:
-        raise PromptFormatMismatch(f"{what} was trained on prompt format {found or 1}, this code renders format "
-                                   f"{PROMPT_FORMAT}: retrain it (`make train`) or run the code it was made with")
+def check_prompt_format(found: int | None, what: str) -> int:
+    """The format ``found`` (None: recorded before formats were: 1) if this code renders it, else raise
+    :class:`PromptFormatMismatch`."""
+    found = int(found or 1)
+    if found not in PROMPT_FORMATS:
+        raise PromptFormatMismatch(f"{what} was trained on prompt format {found}, this code renders formats "
+                                   f"{', '.join(map(str, PROMPT_FORMATS))}: retrain it (`make train`) or run the "
+                                   f"code it was made with")
+    return found

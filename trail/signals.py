@@ -29,6 +29,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from river import stats, time_series
 
+from .windows import WindowSpec
+
 __all__ = [
     "ItemTrend",
     "ItemWindow",
@@ -97,6 +99,8 @@ class TrendSignals:
     previous_rank: int | None
     category_count: float
     category_previous_count: float
+    window_start_ms: int | None = None  # the window's start (event time, UTC); None where unknown
+    window_size_ms: int | None = None
 
     @property
     def item_id(self) -> str:
@@ -126,6 +130,7 @@ class TrendSignals:
             "category": self.category, "rank": self.rank, "previous_rank": self.previous_rank,
             "rank_change": self.rank_change, "category_count": self.category_count,
             "category_previous_count": self.category_previous_count, "category_growth": self.category_growth,
+            "window_start_ms": self.window_start_ms, "window_size_ms": self.window_size_ms,
         }
 
 
@@ -342,8 +347,9 @@ class WindowBoard:
                    {str(k): float(v) for k, v in state["previous_category_counts"].items()})
 
 
-def signals_for(window: ItemWindow, board: WindowBoard, title: str = "", category: str | None = None) -> TrendSignals:
-    """The full signals of an item whose window the board has merged."""
+def signals_for(window: ItemWindow, board: WindowBoard, title: str = "", category: str | None = None,
+                spec: WindowSpec | None = None) -> TrendSignals:
+    """The full signals of an item whose window the board has merged (``spec``: the windows, for the calendar)."""
     if board.window_index != window.window_index:
         raise ValueError(f"board is at window {board.window_index}, item {window.item_id!r} at {window.window_index}")
     key = category or ""
@@ -355,4 +361,6 @@ def signals_for(window: ItemWindow, board: WindowBoard, title: str = "", categor
         previous_rank=board.previous_ranks.get(window.item_id),
         category_count=board.category_counts.get(key, 0.0),
         category_previous_count=board.previous_category_counts.get(key, 0.0),
+        window_start_ms=None if spec is None else spec.start_of(window.window_index),
+        window_size_ms=None if spec is None else spec.size_ms,
     )

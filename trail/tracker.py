@@ -316,7 +316,8 @@ def replay_windows(
             board.close(index, [result.summary])
             meta_of = {w.item_id: (records[w.item_id].title, records[w.item_id].category)
                        for w in result.windows if w.item_id in records}
-            signals = {w.item_id: signals_for(w, board, *meta_of.get(w.item_id, ("", None))) for w in result.windows}
+            signals = {w.item_id: signals_for(w, board, *meta_of.get(w.item_id, ("", None)), spec=spec)
+                       for w in result.windows}
             yield ClosedWindow(
                 index,
                 tuple(signals[item_id] for item_id in sorted(signals)),

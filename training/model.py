@@ -28,8 +28,8 @@ from torch import nn
 
 from trail.decoding import GREEDY, Decoding, NumberConstraint, RowDecoder, next_token
 from trail.features import FEATURE_NAMES, model_features
-from trail.prompt import MAX_CUE_TOKENS, PROMPT_FORMAT, check_prompt_format, forecast_cue, render_prompt
-from trail.serving_contract import TOKEN_LIMITS
+from trail.prompt import PROMPT_FORMAT, check_prompt_format, explanation_cue, render_prompt
+from trail.serving_contract import TOKEN_LIMITS, limits_for_format
 from trail.signals import TrendSignals
 
 from .backbone import Backbone, load_backbone
@@ -54,6 +54,7 @@ class TrailConfig:
     max_prompt_tokens: int = TOKEN_LIMITS.max_prompt_tokens
     max_explanation_tokens: int = TOKEN_LIMITS.max_new_tokens
     prompt_format: int = PROMPT_FORMAT  # trail.prompt's layout the model is trained on
+    max_cue_tokens: int = TOKEN_LIMITS.max_cue_tokens  # the forecast line, facts and cue (the format's limit)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -63,7 +64,16 @@ class TrailConfig:
         data = json.loads(text)
         data["lora_targets"] = tuple(data["lora_targets"])
         data.setdefault("prompt_format", 1)  # checkpoints saved before the format was recorded
+        data.setdefault("max_cue_tokens", limits_for_format(data["prompt_format"]).max_cue_tokens)
         return cls(**data)
+
+    def render_prompt(self, signals: TrendSignals) -> str:
+        """The scoring prompt in this model's format."""
+        return render_prompt(signals, self.prompt_format)
+
+    def explanation_cue(self, signals: TrendSignals, predicted_count: float) -> str:
+        """The explanation cue in this model's format."""
+        return explanation_cue(signals, predicted_count, self.prompt_format)
 
 
 def explanation_target(explanation: str, eos_token: str) -> str:
@@ -163,7 +173,7 @@ class TrailModel(nn.Module):
             ids = self._ids(prompt, self.config.max_prompt_tokens) if prompt else []
             score_index.append(len(ids) - 1)
             if cues is not None:
-                ids += self._ids(cues[position], MAX_CUE_TOKENS)
+                ids += self._ids(cues[position], self.config.max_cue_tokens)
             start = len(ids)
             if continuations is not None:
                 ids += self._ids(continuations[position], self.config.max_explanation_tokens)
@@ -224,7 +234,7 @@ class TrailModel(nn.Module):
         outputs = []
         for start in range(0, len(signals), batch_size):
             chunk = list(signals[start: start + batch_size])
-            batch = self.encode([render_prompt(s) for s in chunk])
+            batch = self.encode([self.config.render_prompt(s) for s in chunk])
             hidden = self.hidden_states(batch)
             outputs.append(self.score_from_hidden(hidden, batch, chunk).float().numpy())
         return np.concatenate(outputs) if outputs else np.zeros(0, dtype=np.float32)
@@ -232,7 +242,6 @@ class TrailModel(nn.Module):
     def predict_counts(self, signals: Sequence[TrendSignals], batch_size: int = 16) -> np.ndarray:
         return np.clip(np.expm1(self.predict_log_counts(signals, batch_size).astype(np.float64)), 0.0, None)
 
-    @torch.no_grad()
     @torch.no_grad()
     def explain(self, signals: Sequence[TrendSignals], predicted_counts: Sequence[float],
                 max_new_tokens: int | None = None, decoding: Decoding = GREEDY) -> list[str]:
@@ -244,7 +253,7 @@ class TrailModel(nn.Module):
             self._number_constraint = NumberConstraint.from_vocab(self.tokenizer.get_vocab())
         texts = []
         for item, predicted in zip(signals, predicted_counts):
-            prompt, cue = render_prompt(item), forecast_cue(predicted)
+            prompt, cue = self.config.render_prompt(item), self.config.explanation_cue(item, predicted)
             row = RowDecoder.for_item(decoding, self._number_constraint, prompt, cue)
             input_ids = self.encode([prompt], cues=[cue]).input_ids
             past, generated = None, []

@@ -30,7 +30,6 @@ from tqdm import tqdm
 
 from trail.errors import ConfigError
 from trail.explain import COUNTERFACTUAL_KINDS, PHRASINGS, Forecast, compose, counterfactual
-from trail.prompt import forecast_cue, render_prompt
 from trail.tracker import prerank_order
 
 from .examples import Example, subsample
@@ -106,11 +105,11 @@ def make_batches(examples: Sequence[Example], batch_size: int, seed: int) -> lis
     return batches
 
 
-def texts_for(example: Example, rng: random.Random) -> TrainingText:
+def texts_for(example: Example, rng: random.Random, model_config: TrailConfig) -> TrainingText:
     signals, forecast = example.signals, Forecast(example.label)
     variant = rng.randrange(PHRASINGS)
     kind = COUNTERFACTUAL_KINDS[rng.randrange(len(COUNTERFACTUAL_KINDS))]
-    return TrainingText(example, render_prompt(signals), forecast_cue(example.label),
+    return TrainingText(example, model_config.render_prompt(signals), model_config.explanation_cue(signals, example.label),
                         compose(signals, forecast, variant), counterfactual(signals, forecast, kind, variant))
 
 
@@ -238,7 +237,7 @@ def train(model_config: TrailConfig, config: TrainConfig, train_examples: Sequen
         for group in optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])
             group["lr"] = group["initial_lr"] * _learning_rate_factor(step, config)
-        terms = loss_terms(model, [texts_for(example, rng) for example in batch], config.weights)
+        terms = loss_terms(model, [texts_for(example, rng, model.config) for example in batch], config.weights)
         optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
         torch.nn.utils.clip_grad_norm_(model.trainable_parameters(), 1.0)
