@@ -36,7 +36,7 @@ from serving.onnx_backend import score_inputs  # noqa: E402
 from serving.trail_onnx import MANIFEST_FILE, SCORE_FILE, TrailOnnx  # noqa: E402
 from serving.triton_backend import TritonBackend  # noqa: E402
 from trail.decoding import Decoding  # noqa: E402
-from trail.prompt import forecast_cue, render_prompt  # noqa: E402
+from trail.prompt import explanation_cue, render_prompt  # noqa: E402
 from training.export import export_model, verification_signals  # noqa: E402
 from training.metrics import spearman  # noqa: E402
 from training.model import TrailModel  # noqa: E402
@@ -48,9 +48,10 @@ EXPLAIN_KS = (1, 10, 20)
 
 def explanation_speed(runtime: TrailOnnx, signals: Sequence, window_candidates: int = 200) -> dict:
     """Sequential vs batched vs constrained-batched decoding of K explanations, and one window's model time."""
-    prompts = [render_prompt(s) for s in signals]
-    predicted = np.expm1(runtime.score(*score_inputs(signals))).clip(0)
-    cues = [forecast_cue(p) for p in predicted]
+    fmt = runtime.prompt_format
+    prompts = [render_prompt(s, fmt) for s in signals]
+    predicted = np.expm1(runtime.score(*score_inputs(signals, fmt))).clip(0)
+    cues = [explanation_cue(s, p, fmt) for s, p in zip(signals, predicted)]
     out: dict[str, dict] = {}
     for k in EXPLAIN_KS:
         row: dict[str, float] = {}
@@ -70,12 +71,12 @@ def explanation_speed(runtime: TrailOnnx, signals: Sequence, window_candidates: 
         print("explanations", k, out[f"k_{k}"], flush=True)
     window = [signals[i % len(signals)] for i in range(window_candidates)]
     t0 = time.perf_counter()
-    scores = np.concatenate([runtime.score(*score_inputs(window[i: i + 32])) for i in range(0, len(window), 32)])
+    scores = np.concatenate([runtime.score(*score_inputs(window[i: i + 32], fmt)) for i in range(0, len(window), 32)])
     score_s = time.perf_counter() - t0
     top = np.argsort(-scores)[:20]
     t0 = time.perf_counter()
-    runtime.explain_batch([render_prompt(window[i]) for i in top],
-                          [forecast_cue(float(np.expm1(scores[i]))) for i in top])
+    runtime.explain_batch([render_prompt(window[i], fmt) for i in top],
+                          [explanation_cue(window[i], float(np.expm1(scores[i])), fmt) for i in top])
     explain_s = time.perf_counter() - t0
     out["window_model_time"] = {"candidates_scored": window_candidates, "explained": 20,
                                 "score_s": round(score_s, 2), "explain_batched_s": round(explain_s, 2),
@@ -145,7 +146,7 @@ def main() -> int:
         int8_runtime = TrailOnnx(int8, threads=args.threads)
 
         def onnx_run(runtime: TrailOnnx) -> Callable[[Sequence], np.ndarray]:
-            return lambda chunk: runtime.score(*score_inputs(chunk))
+            return lambda chunk: runtime.score(*score_inputs(chunk, runtime.prompt_format))
 
         paths: dict[str, Callable[[Sequence], np.ndarray]] = {
             "pytorch_fp32": lambda chunk: model.predict_log_counts(chunk, batch_size=len(chunk)),
@@ -176,7 +177,9 @@ def main() -> int:
         torch_texts = model.explain(sample, predicted)
         torch_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        onnx_texts = [fp32_runtime.explain(render_prompt(s), forecast_cue(p)) for s, p in zip(sample, predicted)]
+        fmt = fp32_runtime.prompt_format
+        onnx_texts = [fp32_runtime.explain(render_prompt(s, fmt), explanation_cue(s, p, fmt))
+                      for s, p in zip(sample, predicted)]
         onnx_s = time.perf_counter() - t0
         tokens = sum(len(model.tokenizer(t, add_special_tokens=False).input_ids) + 1 for t in torch_texts)
         explanation = {"items": len(sample), "tokens": tokens,

@@ -21,7 +21,7 @@ import numpy as np
 from trail.decoding import GREEDY, Decoding
 from trail.explain import Forecast
 from trail.features import model_features
-from trail.prompt import PromptFormatMismatch, check_prompt_format, forecast_cue, render_prompt
+from trail.prompt import PROMPT_FORMAT, PromptFormatMismatch, explanation_cue, render_prompt
 from trail.signals import TrendSignals
 
 from .backend import BackendUnavailable, ModelInfo
@@ -32,9 +32,11 @@ __all__ = ["OnnxBackend"]
 log = logging.getLogger(__name__)
 
 
-def score_inputs(signals: Sequence[TrendSignals]) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Prompts, features and log1p(current count): everything the exported scoring graph needs, from the core."""
-    prompts = [render_prompt(s) for s in signals]
+def score_inputs(signals: Sequence[TrendSignals],
+                 prompt_format: int = PROMPT_FORMAT) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Prompts (in the model's format), features and log1p(current count): everything the exported scoring graph
+    needs, from the core."""
+    prompts = [render_prompt(s, prompt_format) for s in signals]
     current = np.log1p(np.array([s.item.count for s in signals], dtype=np.float32))
     return prompts, model_features(signals), current
 
@@ -70,8 +72,7 @@ class OnnxBackend:
             if version in self._rejected:
                 continue
             try:
-                runtime = TrailOnnx(folder / str(version), threads=self.threads)
-                check_prompt_format(runtime.manifest.get("prompt_format"), f"version {version}")
+                runtime = TrailOnnx(folder / str(version), threads=self.threads)  # refuses an unknown format
             except (VersionError, PromptFormatMismatch) as exc:
                 self._rejected.add(version)
                 log.error("model %s version %d rejected, still serving version %d: %s", self.model_name, version,
@@ -94,7 +95,7 @@ class OnnxBackend:
         runtime = self._current()
         out: list[Forecast] = []
         for start in range(0, len(signals), self.batch_size):
-            prompts, features, current = score_inputs(signals[start: start + self.batch_size])
+            prompts, features, current = score_inputs(signals[start: start + self.batch_size], runtime.prompt_format)
             out.extend(forecasts_from_log_counts(runtime.score(prompts, features, current)))
         return out
 
@@ -105,7 +106,8 @@ class OnnxBackend:
         out: list[str | None] = []
         for start in range(0, len(signals), self.batch_size):
             end = start + self.batch_size
-            out.extend(runtime.explain_batch([render_prompt(s) for s in signals[start:end]],
-                                             [forecast_cue(f.predicted_count) for f in forecasts[start:end]],
+            chunk, fmt = list(zip(signals[start:end], forecasts[start:end])), runtime.prompt_format
+            out.extend(runtime.explain_batch([render_prompt(s, fmt) for s, _ in chunk],
+                                             [explanation_cue(s, f.predicted_count, fmt) for s, f in chunk],
                                              decodings[start:end]))
         return out

@@ -71,7 +71,8 @@ class TrailOnnx:
 
         self.folder = Path(folder)
         self.manifest = check_version_folder(self.folder)
-        check_prompt_format(self.manifest.get("prompt_format"), f"version folder {self.folder}")
+        # the layout the model was trained on: callers render prompts and cues in it (trail.prompt)
+        self.prompt_format = check_prompt_format(self.manifest.get("prompt_format"), f"version folder {self.folder}")
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads

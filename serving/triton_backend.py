@@ -4,6 +4,10 @@ Requests carry text and numbers only (prompt, features, current log count, forec
 no model files. Every call has a timeout; failures are retried a bounded number of times with exponential
 backoff, then raised as :class:`~serving.backend.BackendUnavailable` so the worker falls back (and flags it)
 without ever stopping ingestion. The version named in the output is the one Triton reports having served.
+
+Prompts are rendered in the format the served version reads, which every response reports (``PROMPT_FORMAT``):
+the client renders in the last format it saw (the newest at first) and, when a response says the version reads
+another one (a version of another format was loaded), renders again and repeats the request once.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import numpy as np
 from trail.decoding import GREEDY, Decoding
 from trail.errors import ConfigError
 from trail.explain import Forecast
-from trail.prompt import forecast_cue
+from trail.prompt import PROMPT_FORMAT, explanation_cue
 from trail.signals import TrendSignals
 
 from .backend import BackendUnavailable, ModelInfo
@@ -64,6 +68,7 @@ class TritonBackend:
     backoff_s: float = 0.5
     batch_size: int = 32
     _version: str = field(default="?", init=False)
+    _prompt_format: int = field(default=PROMPT_FORMAT, init=False)  # the last one the served version reported
     _client: object | None = field(default=None, init=False, repr=False)
 
     @property
@@ -99,6 +104,8 @@ class TritonBackend:
                 result = self._grpc().infer(self.model_name, inputs, client_timeout=self.timeout_s)
                 self._version = result.get_response().model_version or self._version
                 texts = [t.decode() for t in result.as_numpy("EXPLANATION").reshape(-1)]
+                formats = result.as_numpy("PROMPT_FORMAT")  # absent from versions exported before it: format 1
+                self._prompt_format = int(formats.reshape(-1)[0]) if formats is not None and formats.size else 1
                 return result.as_numpy("LOG_COUNT").reshape(-1), texts
             except Exception as exc:  # noqa: BLE001 - tritonclient raises InferenceServerException and gRPC errors
                 if attempt == self.retries:
@@ -109,11 +116,26 @@ class TritonBackend:
                 self._client = None
         raise AssertionError("unreachable")
 
+    def _infer_rendered(self, signals: Sequence[TrendSignals], forecasts: Sequence[Forecast] | None,
+                        decodings: Sequence[Decoding]) -> tuple[np.ndarray, list[str]]:
+        """One request rendered in the served format; repeated once if the response reports another format."""
+        for _ in range(2):
+            rendered = self._prompt_format
+            prompts, features, current = score_inputs(signals, rendered)
+            cues = ([""] * len(signals) if forecasts is None else
+                    [explanation_cue(s, f.predicted_count, rendered) for s, f in zip(signals, forecasts)])
+            log_counts, texts = self._infer(prompts, features, current, cues, decodings)
+            if self._prompt_format == rendered:
+                break
+            log.info("Triton model %s version %s reads prompt format %d: rendering again", self.model_name,
+                     self._version, self._prompt_format)
+        return log_counts, texts
+
     def score(self, signals: Sequence[TrendSignals]) -> list[Forecast]:
         out: list[Forecast] = []
         for start in range(0, len(signals), self.batch_size):
-            prompts, features, current = score_inputs(signals[start: start + self.batch_size])
-            log_counts, _ = self._infer(prompts, features, current, [""] * len(prompts), [GREEDY] * len(prompts))
+            chunk = signals[start: start + self.batch_size]
+            log_counts, _ = self._infer_rendered(chunk, None, [GREEDY] * len(chunk))
             out.extend(forecasts_from_log_counts(log_counts))
         return out
 
@@ -122,7 +144,6 @@ class TritonBackend:
         """All items in one request: the model decodes them as one batch."""
         if not signals:
             return []
-        prompts, features, current = score_inputs(signals)
-        _, texts = self._infer(prompts, features, current, [forecast_cue(f.predicted_count) for f in forecasts],
-                               list(decodings) if decodings is not None else [GREEDY] * len(signals))
+        _, texts = self._infer_rendered(signals, forecasts,
+                                        list(decodings) if decodings is not None else [GREEDY] * len(signals))
         return list(texts)

@@ -12,15 +12,17 @@ from .triton_repository import TensorSpec
 __all__ = ["TRAIL_INPUTS", "TRAIL_OUTPUTS", "backend_files"]
 
 TRAIL_INPUTS = (
-    TensorSpec("PROMPT", "bytes", (1,)),  # trail.prompt.render_prompt, UTF-8
+    TensorSpec("PROMPT", "bytes", (1,)),  # trail.prompt.render_prompt in the served version's format, UTF-8
     TensorSpec("FEATURES", "float32", (len(FEATURE_NAMES),)),  # trail.features.model_features
     TensorSpec("CURRENT_LOG_COUNT", "float32", (1,)),  # log1p(this window's count)
-    TensorSpec("CUE", "bytes", (1,)),  # trail.prompt.forecast_cue(predicted); empty: no explanation wanted
+    TensorSpec("CUE", "bytes", (1,)),  # trail.prompt.explanation_cue(...); empty: no explanation wanted
     TensorSpec("DECODING", "int32", (2,)),  # trail.decoding.Decoding.to_list(): [constrained 0/1, sample seed]
 )
 TRAIL_OUTPUTS = (
     TensorSpec("LOG_COUNT", "float32", (1,)),  # predicted log1p(next window's count)
     TensorSpec("EXPLANATION", "bytes", (1,)),  # the text after PROMPT + CUE as DECODING says; empty without CUE
+    # the prompt format the serving version reads: a client that rendered another one renders again and retries
+    TensorSpec("PROMPT_FORMAT", "int32", (1,)),
 )
 
 

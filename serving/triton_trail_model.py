@@ -56,6 +56,7 @@ class TritonPythonModel:
             responses.append(pb_utils.InferenceResponse(output_tensors=[
                 pb_utils.Tensor("LOG_COUNT", log_count),
                 pb_utils.Tensor("EXPLANATION", explanation.reshape(size, 1)),
+                pb_utils.Tensor("PROMPT_FORMAT", np.full((size, 1), self.model.prompt_format, dtype=np.int32)),
             ]))
             start += size
         return responses

@@ -63,3 +63,13 @@ def test_sampling_is_reproducible_by_seed_and_independent_of_other_rows() -> Non
                                            ("level x2.3, z -1.8; #4", {"2.3", "1.8", "4"})])
 def test_fact_numbers(text: str, expected: set[str]) -> None:
     assert fact_numbers(text) == expected
+
+
+def test_a_cue_that_lists_the_facts_is_the_only_source_of_numbers() -> None:
+    """Prompt format 2: the calendar (2011, week 16) and the count history are in the prompt, the facts in the cue."""
+    prompt = "item: MUG\ndate: 2011-04-18, week 16\ncounts: 35 53 47 55 (now 55, prev 47, change +8)"
+    format_2 = RowDecoder.for_item(Decoding(constrained=True), CONSTRAINT, prompt,
+                                   "\nforecast: 57.7\nfacts: up 17% from 47 to 55 interactions\nwhy:")
+    assert format_2.facts == {"57.7", "17", "47", "55"}
+    format_1 = RowDecoder.for_item(Decoding(constrained=True), CONSTRAINT, prompt, "\nforecast: 57.7\nwhy:")
+    assert {"2011", "16", "35", "57.7"} <= format_1.facts

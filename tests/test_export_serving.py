@@ -14,7 +14,7 @@ from localstack import LocalTriton
 from serving.trail_onnx import GENERATOR_FILE, TrailOnnx, VersionError
 from trail.decoding import CANDIDATE_DECODINGS, Decoding, fact_numbers
 from trail.features import model_features
-from trail.prompt import forecast_cue, render_prompt
+from trail.prompt import explanation_cue, render_prompt
 from training.export import ExportRejected, export_model, verification_signals
 from training.model import TrailModel
 from training.train import TrainConfig, train
@@ -50,7 +50,7 @@ def test_embedded_onnx_matches_pytorch(checkpoint: Path, exported: Path) -> None
     prompts, features, current = _inputs(signals)
     np.testing.assert_allclose(runtime.score(prompts, features, current), model.predict_log_counts(signals),
                                atol=1e-3, rtol=0)
-    text = runtime.explain(prompts[0], forecast_cue(4.0), max_new_tokens=6)
+    text = runtime.explain(prompts[0], explanation_cue(signals[0], 4.0), max_new_tokens=6)
     assert text == model.explain([signals[0]], [4.0], max_new_tokens=6)[0]
     manifest = json.loads((exported / "manifest.json").read_text())
     assert manifest["verification"]["identical_greedy_texts"] == "3/3"
@@ -67,7 +67,7 @@ def test_every_decoding_gives_the_same_text_in_pytorch_and_onnx_batched_or_not(
     signals = verification_signals()[:5]
     predicted = [4.0, 0.0, 12.5, 130.0, 1.7]
     reference = [model.explain([s], [p], max_new_tokens=12, decoding=decoding)[0] for s, p in zip(signals, predicted)]
-    prompts, cues = [render_prompt(s) for s in signals], [forecast_cue(p) for p in predicted]
+    prompts, cues = [render_prompt(s) for s in signals], [explanation_cue(s, p) for s, p in zip(signals, predicted)]
     alone = [runtime.explain(p, c, max_new_tokens=12, decoding=decoding) for p, c in zip(prompts, cues)]
     batched = runtime.explain_batch(prompts, cues, [decoding] * len(prompts), max_new_tokens=12)
     assert len({len(runtime._ids(p, 160)) for p in prompts}) > 1  # the batch really is padded
@@ -78,7 +78,7 @@ def test_every_decoding_gives_the_same_text_in_pytorch_and_onnx_batched_or_not(
 def test_constrained_samples_write_only_the_numbers_of_their_facts(exported: Path) -> None:
     runtime = TrailOnnx(exported, threads=1)
     signals = verification_signals()[:8]
-    prompts, cues = [render_prompt(s) for s in signals], [forecast_cue(3.0 + i) for i in range(len(signals))]
+    prompts, cues = [render_prompt(s) for s in signals], [explanation_cue(s, 3.0 + i) for i, s in enumerate(signals)]
     constrained = runtime.explain_batch(prompts, cues, [Decoding(True, seed=7)] * len(prompts), max_new_tokens=60)
     for text, prompt, cue in zip(constrained, prompts, cues):
         assert fact_numbers(text) <= fact_numbers(prompt + cue), text
@@ -121,7 +121,7 @@ def test_triton_serves_the_same_scores_and_explanations(checkpoint: Path, export
     assert triton.model_ready("trail_tiny", "1")
     signals = verification_signals()[:6]
     prompts, features, current = _inputs(signals)
-    cues = [forecast_cue(3.0)] + [""] * 5
+    cues = [explanation_cue(signals[0], 3.0)] + [""] * 5
     client = grpcclient.InferenceServerClient(triton.grpc_url)
     tensors = []
     for name, array, dtype in (
@@ -144,6 +144,40 @@ def test_triton_serves_the_same_scores_and_explanations(checkpoint: Path, export
     assert texts[1:] == [""] * 5
 
 
+
+
+@pytest.mark.triton
+def test_triton_client_renders_the_format_the_served_version_reads(checkpoint: Path, exported: Path,
+                                                                    triton: LocalTriton, triton_repository: Path,
+                                                                    tmp_path: Path) -> None:
+    """Version 1 reads prompt format 1, version 2 format 2 (the same weights, so each PyTorch reference differs
+    only in its layout): the client learns each version's format from its responses and renders again."""
+    from serving.triton_backend import TritonBackend
+
+    old = tmp_path / "ckpt-v1"
+    shutil.copytree(checkpoint, old)
+    config = json.loads((old / "trail_config.json").read_text())
+    (old / "trail_config.json").write_text(json.dumps({**config, "prompt_format": 1, "max_cue_tokens": 16}))
+    model_dir = triton_repository / "trail_formats"
+    shutil.copytree(exported, model_dir / "1")
+    config_text = (exported.parent / "config.pbtxt").read_text()
+    (model_dir / "config.pbtxt").write_text(config_text.replace('"trail_tiny"', '"trail_formats"'))
+    manifest = json.loads((model_dir / "1" / "manifest.json").read_text())
+    (model_dir / "1" / "manifest.json").write_text(json.dumps(
+        {**manifest, "prompt_format": 1, "limits": {**manifest["limits"], "max_cue_tokens": 16}}))
+    triton.load_model("trail_formats")
+    backend = TritonBackend(triton.grpc_url, "trail_formats")
+    signals = [s for s in verification_signals() if s.window_start_ms is not None][:4]
+    for version, reference in (("1", TrailModel.load(old)), ("2", TrailModel.load(checkpoint))):
+        if version == "2":
+            shutil.copytree(exported, model_dir / "2")
+            triton.load_model("trail_formats")
+        forecasts = backend.score(signals)
+        assert backend.info.version == version and backend._prompt_format == reference.config.prompt_format
+        np.testing.assert_allclose([f.score for f in forecasts], reference.predict_log_counts(signals), atol=1e-3,
+                                   rtol=0)
+        texts = backend.explain(signals[:2], forecasts[:2])
+        assert texts == reference.explain(signals[:2], [f.predicted_count for f in forecasts[:2]])
 
 
 @pytest.mark.slow
@@ -173,6 +207,30 @@ def test_an_int8_graph_that_ranks_differently_is_not_published(checkpoint: Path,
         export_model(checkpoint, repository, model_name="int8", verify_texts=1, quantize=True,
                      min_int8_spearman=1.01)  # no Spearman can reach it
     assert not [p for p in (repository / "int8").iterdir() if p.name != "config.pbtxt"]
+
+
+def test_a_format_1_model_keeps_serving_in_its_own_layout(checkpoint: Path, tmp_path: Path) -> None:
+    """A checkpoint trained on prompt format 1 exports and serves: every runtime renders the format the model
+    records (no calendar line, the forecast-only cue), and gives PyTorch's text."""
+    from serving.onnx_backend import OnnxBackend
+
+    old = tmp_path / "ckpt-v1"
+    shutil.copytree(checkpoint, old)
+    config = json.loads((old / "trail_config.json").read_text())
+    config.pop("max_cue_tokens")  # as checkpoints of format 1 were saved
+    (old / "trail_config.json").write_text(json.dumps({**config, "prompt_format": 1}))
+    model = TrailModel.load(old)
+    assert model.config.prompt_format == 1 and model.config.max_cue_tokens == 16
+    result = export_model(old, tmp_path / "repo", model_name="v1", verify_texts=2)
+    manifest = json.loads((result.folder / "manifest.json").read_text())
+    assert manifest["prompt_format"] == 1 and manifest["limits"]["max_cue_tokens"] == 16
+    backend = OnnxBackend(tmp_path / "repo", "v1", threads=1)
+    signals = [s for s in verification_signals() if s.window_start_ms is not None][:3]
+    assert "date:" not in model.config.render_prompt(signals[0]) and "date:" in render_prompt(signals[0])
+    forecasts = backend.score(signals)
+    np.testing.assert_allclose([f.score for f in forecasts], model.predict_log_counts(signals), atol=1e-3, rtol=0)
+    texts = backend.explain(signals, forecasts)
+    assert texts == model.explain(signals, [f.predicted_count for f in forecasts])
 
 
 def test_a_model_of_another_prompt_format_is_refused(checkpoint: Path, exported: Path, tmp_path: Path) -> None:

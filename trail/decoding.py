@@ -5,7 +5,9 @@ and the Triton model share (``serving/trail_onnx.py``) — call :func:`next_toke
 :class:`Decoding` gives the same text on either path.
 
 Constrained decoding is a logits processor over digits. The facts of an item are the numbers its prompt and
-forecast cue show (:func:`fact_numbers`). While the model writes a number, only digits (and a decimal point) that
+forecast cue show (:func:`fact_numbers`); where the cue lists the item's facts (prompt format 2, after
+:data:`FACTS_LABEL`), only the cue's numbers, so the calendar's and the count history's numbers cannot be written.
+While the model writes a number, only digits (and a decimal point) that
 keep it a prefix of some fact may follow, and the number may only end where it equals a fact. "rose 26%" can then
 not be written unless 26 is a fact; a wrong direction word is left to the checker, which rejects the candidate.
 Tokenizers whose digits are single tokens (SmolLM2, Llama) are constrained exactly; any other token that contains
@@ -28,12 +30,13 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-__all__ = ["CANDIDATE_DECODINGS", "DEFAULT_EXPLANATION_CANDIDATES", "Decoding", "GREEDY", "NumberConstraint", "RowDecoder", "fact_numbers",
+__all__ = ["CANDIDATE_DECODINGS", "FACTS_LABEL", "DEFAULT_EXPLANATION_CANDIDATES", "Decoding", "GREEDY", "NumberConstraint", "RowDecoder", "fact_numbers",
            "next_token"]
 
 SAMPLE_TEMPERATURE = 0.7
 SAMPLE_TOP_K = 20
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
+FACTS_LABEL = "\nfacts: "  # prompt format 2's cue lists every fact an explanation may state after this
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,7 @@ class RowDecoder:
         """The decoder of one item's explanation: constrained to the numbers of its prompt and cue if asked."""
         if not decoding.constrained:
             return cls(decoding)
-        return cls(decoding, constraint, fact_numbers(prompt + cue))
+        return cls(decoding, constraint, fact_numbers(cue if FACTS_LABEL in cue else prompt + cue))
 
     def __post_init__(self) -> None:
         if self.decoding.constrained and self.constraint is None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from .decoding import FACTS_LABEL
 from .explain import Forecast, stated_facts
 from .serving_contract import PROMPT_FORMAT, PROMPT_FORMATS, PromptFormatMismatch, check_prompt_format
 from .signals import TrendSignals
@@ -124,4 +125,4 @@ def explanation_cue(signals: TrendSignals, predicted_count: float, prompt_format
     if prompt_format == 1:
         return forecast_cue(predicted_count)
     facts = "; ".join(stated_facts(signals, Forecast(float(predicted_count))))
-    return f"\nforecast: {_n(round(float(predicted_count), 1))}\nfacts: {facts}{EXPLANATION_CUE}"
+    return f"\nforecast: {_n(round(float(predicted_count), 1))}{FACTS_LABEL}{facts}{EXPLANATION_CUE}"

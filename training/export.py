@@ -20,9 +20,9 @@ from torch import nn
 
 from trail.errors import TrailError
 from trail.features import model_features
-from trail.prompt import render_prompt
-from trail.serving_contract import SCORE_INPUTS, SCORE_OUTPUT, TOKEN_LIMITS, TokenLimits
+from trail.serving_contract import SCORE_INPUTS, SCORE_OUTPUT, TokenLimits
 from trail.signals import TrendSignals
+from trail.windows import WindowSpec
 
 from .model import ScoreHead, TrailModel
 
@@ -58,7 +58,7 @@ def merged_scoring_graph(model: TrailModel) -> ScoringGraph:
 
 def score_inputs(model: TrailModel, signals: Sequence[TrendSignals]) -> dict[str, np.ndarray]:
     """The scoring graph's inputs for a batch (what the embedded and Triton backends compute too)."""
-    batch = model.encode([render_prompt(s) for s in signals])
+    batch = model.encode([model.config.render_prompt(s) for s in signals])
     return {
         "input_ids": batch.input_ids.numpy().astype(np.int64),
         "attention_mask": batch.attention_mask.numpy().astype(np.int64),
@@ -158,7 +158,7 @@ def verification_signals(n: int = 24, seed: int = 0) -> list[TrendSignals]:
     from trail.signals import ItemTrend, TrendConfig
 
     rng = random.Random(seed)
-    config = TrendConfig()
+    config, spec = TrendConfig(), WindowSpec(rng.choice([86_400_000, 7 * 86_400_000]))
     signals = []
     for index in range(n):
         trend = ItemTrend(config, first_window=0)
@@ -175,7 +175,7 @@ def verification_signals(n: int = 24, seed: int = 0) -> list[TrendSignals]:
         signals.append(TrendSignals(window, rng.choice(["", "PARTY BUNTING", "WHITE HANGING HEART T-LIGHT HOLDER"
                                                         " WITH A VERY LONG TITLE THAT GETS CUT"]),
                                     category, rank, previous, float(rng.randrange(0, 300)),
-                                    float(rng.randrange(0, 300))))
+                                    float(rng.randrange(0, 300)), spec.start_of(2150 + index), spec.size_ms))
     return signals
 
 
@@ -230,8 +230,6 @@ def export_model(checkpoint: Path, repository: Path, model_name: str = "trail", 
     from serving.triton_repository import latest_version
     from serving.triton_trail import TRAIL_INPUTS, TRAIL_OUTPUTS, backend_files
     from serving.triton_repository import model_config_text
-    from trail.prompt import forecast_cue
-
     started = time.monotonic()
     checkpoint = Path(checkpoint)
     model = TrailModel.load(checkpoint)
@@ -262,7 +260,7 @@ def export_model(checkpoint: Path, repository: Path, model_name: str = "trail", 
                                                        "created_at", "command", "git_commit")},
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "limits": TokenLimits(max_prompt_tokens=model.config.max_prompt_tokens,
-                                  max_cue_tokens=TOKEN_LIMITS.max_cue_tokens,
+                                  max_cue_tokens=model.config.max_cue_tokens,
                                   max_new_tokens=model.config.max_explanation_tokens).to_dict(),
             "prompt_format": model.config.prompt_format,
             "eos_token_id": model.tokenizer.eos_token_id, "pad_token_id": model.tokenizer.pad_token_id,
@@ -271,12 +269,11 @@ def export_model(checkpoint: Path, repository: Path, model_name: str = "trail", 
         }
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
         runtime = TrailOnnx(staging)
-        from trail.prompt import render_prompt as _render
-
         sample = signals[:verify_texts]
         predicted = np.expm1(model.predict_log_counts(sample)).clip(0)
         reference = model.explain(sample, predicted)
-        exported = [runtime.explain(_render(s), forecast_cue(p)) for s, p in zip(sample, predicted)]
+        exported = [runtime.explain(model.config.render_prompt(s), model.config.explanation_cue(s, p))
+                    for s, p in zip(sample, predicted)]
         texts = TextCheck(len(sample), sum(a == b for a, b in zip(reference, exported)))
         manifest["verification"] = {"max_abs_score_diff": scores.max_abs_diff, "spearman": scores.spearman,
                                     "tolerance": tolerance, "identical_greedy_texts": f"{texts.identical}/{texts.items}"}
