@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 from streams.settings import setting_reader
-from trail.arguments import positive_float, positive_int
+from trail_cli.arguments import positive_float, positive_int
 from trail.errors import ConfigError
 from trail.windows import parse_duration
 

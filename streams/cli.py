@@ -9,7 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-from trail.arguments import positive_float, positive_int
+from trail_cli.arguments import positive_float, positive_int
 from trail.errors import ConfigError
 from trail.events import LIMITS, InvalidEvent, Interaction, parse_interaction, parse_item_meta, parse_ts
 

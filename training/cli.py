@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from trail.arguments import positive_int
+from trail_cli.arguments import positive_int
 from trail.errors import ConfigError
 
 __all__ = ["register"]
@@ -26,6 +26,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--window", help="window size (default: 7d for online-retail, 1d for stackexchange)")
     evaluate.add_argument("--out", type=Path, help="report folder (default: reports/<dataset>)")
     evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--windows", choices=("test", "validation"), default="test",
+                          help="evaluate on the test windows (reports), or on the validation windows (choosing a "
+                               "model; report folder reports/<dataset>-validation)")
     evaluate.add_argument("--trail", type=Path, metavar="CHECKPOINT",
                           help="the TRAIL checkpoint to evaluate (default: models/<dataset> when it exists)")
     evaluate.add_argument("--ablation", action="append", default=[], metavar="NAME=CHECKPOINT",

@@ -112,16 +112,21 @@ def run_evaluation(args: argparse.Namespace, default_windows: dict[str, str]) ->
     _log(f"replaying {dataset.name} through trail.signals ({window} windows)...")
     examples, digest = build_examples(dataset.interactions(), WindowSpec.parse(window), dataset.items())
     split = temporal_split(examples)
+    if args.windows == "validation":  # choosing prompts, losses and steps: the test windows stay unread
+        split = Split(split.train, split.validation, split.validation, split.windows)
+        _log(f"evaluating on the validation windows {split.windows['validation']} (not the test windows)")
     methods: list = [RandomForecaster(seed=args.seed), MostPop(), Markov(), EMA(), LinearTrend(), HoltWinters(),
                      GradientBoosting(seed=args.seed, threads=1), Pare(seed=args.seed)]
     trails = [TrailForecaster(candidates=args.candidates, checkpoint=path, label=name) for name, path in checkpoints]
     methods += _no_llm_heads(Path("models") / args.dataset, args.candidates)
     _log(f"evaluating {len(methods) + len(trails)} methods on {len(split.test)} test examples...")
     results = evaluate(split, [*methods, *trails])
-    out = args.out or Path("reports") / args.dataset
+    out = args.out or Path("reports") / (args.dataset + ("-validation" if args.windows == "validation" else ""))
     out.mkdir(parents=True, exist_ok=True)
     command = "trail " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    notes = [f"Data: {dataset.name}, {len(examples)} labelled (item, window) examples, events sha256 "
+    notes = [*([f"**Validation windows** {split.windows['validation']}: every 'test' below means these, the windows "
+                "models are chosen on (the test windows were not read)."] if args.windows == "validation" else []),
+             f"Data: {dataset.name}, {len(examples)} labelled (item, window) examples, events sha256 "
              f"`{digest[:16]}`. Ranking metrics are per window against the true next-window counts of every "
              "tracked item, averaged over test windows."]
     sections: list[str] = []
