@@ -7,9 +7,9 @@ from pathlib import Path
 
 from trail.features import FEATURE_NAMES
 
-from .triton_repository import TensorSpec
+from .triton_repository import TensorSpec, model_config_text
 
-__all__ = ["TRAIL_INPUTS", "TRAIL_OUTPUTS", "backend_files"]
+__all__ = ["TRAIL_INPUTS", "TRAIL_OUTPUTS", "backend_files", "trail_model_config"]
 
 TRAIL_INPUTS = (
     TensorSpec("PROMPT", "bytes", (1,)),  # trail.prompt.render_prompt in the served version's format, UTF-8
@@ -33,3 +33,8 @@ def backend_files() -> dict[str, Path]:
             "trail_decoding.py": here.parent / "trail" / "decoding.py",
             "trail_errors.py": here.parent / "trail" / "errors.py",
             "trail_serving_contract.py": here.parent / "trail" / "serving_contract.py"}
+
+
+def trail_model_config(model_name: str) -> str:
+    """The model's ``config.pbtxt``: dynamic batches up to 128 rows, the newest version served."""
+    return model_config_text(model_name, TRAIL_INPUTS, TRAIL_OUTPUTS, max_batch_size=128, version_policy_latest=1)

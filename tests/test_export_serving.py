@@ -254,3 +254,12 @@ def test_a_model_of_another_prompt_format_is_refused(checkpoint: Path, exported:
         TrailOnnx(repository / "m" / "2")
     backend = OnnxBackend(repository, "m")
     assert backend.refresh() == 1  # version 2 is refused, version 1 serves
+
+
+def test_the_committed_triton_config_is_the_generated_one() -> None:
+    """triton_models/trail/config.pbtxt is what export writes: a stale one (an input or output missing) would make
+    Triton refuse the first exported version."""
+    from serving.triton_trail import trail_model_config
+
+    committed = Path(__file__).resolve().parent.parent / "triton_models" / "trail" / "config.pbtxt"
+    assert committed.read_text() == trail_model_config("trail")

@@ -228,8 +228,7 @@ def export_model(checkpoint: Path, repository: Path, model_name: str = "trail", 
 
     from serving.trail_onnx import GENERATOR_FILE, MANIFEST_FILE, SCORE_FILE, TOKENIZER_FILE, TrailOnnx
     from serving.triton_repository import latest_version
-    from serving.triton_trail import TRAIL_INPUTS, TRAIL_OUTPUTS, backend_files
-    from serving.triton_repository import model_config_text
+    from serving.triton_trail import backend_files, trail_model_config
     started = time.monotonic()
     checkpoint = Path(checkpoint)
     model = TrailModel.load(checkpoint)
@@ -283,8 +282,7 @@ def export_model(checkpoint: Path, repository: Path, model_name: str = "trail", 
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
         if not texts.passed:
             raise ExportRejected(f"greedy explanations differ: {texts.identical}/{texts.items} identical")
-        config_text = model_config_text(model_name, TRAIL_INPUTS, TRAIL_OUTPUTS, max_batch_size=128,
-                                        version_policy_latest=1)
+        config_text = trail_model_config(model_name)
         config = model_dir / "config.pbtxt"
         if not config.exists() or config.read_text() != config_text:
             (model_dir / ".config.pbtxt.tmp").write_text(config_text)
