@@ -6,8 +6,9 @@
   - Triton (python backend running the int8 graph) over gRPC.
 Scoring: items/s and p50/p95 latency per request at batch 1, 8, 32, 128; ranking agreement (Spearman) and max
 |diff| against PyTorch fp32. Explanations: greedy tokens/s, PyTorch's decoder loop vs the ONNX one; then, on the
-ONNX runner, explanations/s for K = 1, 10, 20 items decoded one at a time (sequential), as one batch (batched)
-and as one constrained batch, and a window's model time (score 200 candidates, explain 20 in one batch).
+ONNX runner, explanations/s for K = 1, 10, 20 items decoded one at a time (sequential), as one batch (batched),
+as one batch with prompt-lookup drafts (drafted: what the worker runs) and as one constrained batch (with drafts),
+and a window's model time (score 200 candidates, explain 20 in one batch).
 Writes ``reports/bench_serve.json``. Threads: ``--threads`` for torch, ORT and Triton alike. ``--explain-only
 --version FOLDER``: only the explanation rows, on an exported version folder (no export, no Triton).
 """
@@ -56,17 +57,25 @@ def explanation_speed(runtime: TrailOnnx, signals: Sequence, window_candidates: 
     for k in EXPLAIN_KS:
         row: dict[str, float] = {}
         t0 = time.perf_counter()
-        sequential = [runtime.explain(p, c) for p, c in zip(prompts[:k], cues[:k])]
+        sequential = [runtime.explain_batch([p], [c], draft_tokens=0)[0] for p, c in zip(prompts[:k], cues[:k])]
         row["sequential_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        batched = runtime.explain_batch(prompts[:k], cues[:k])
+        batched = runtime.explain_batch(prompts[:k], cues[:k], draft_tokens=0)
         row["batched_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        drafted = runtime.explain_batch(prompts[:k], cues[:k])  # prompt-lookup drafts (the default)
+        row["drafted_s"] = time.perf_counter() - t0
+        row["drafts_kept"] = runtime.drafts_kept
+        row["tokens_written"] = sum(map(len, runtime.last_token_ids))
         t0 = time.perf_counter()
         runtime.explain_batch(prompts[:k], cues[:k], [Decoding(constrained=True)] * k)
         row["constrained_s"] = time.perf_counter() - t0
-        row.update({f"{name}_per_s": round(k / row[f"{name}_s"], 2) for name in ("sequential", "batched", "constrained")})
+        row.update({f"{name}_per_s": round(k / row[f"{name}_s"], 2)
+                    for name in ("sequential", "batched", "drafted", "constrained")})
         row["batched_speedup"] = round(row["sequential_s"] / row["batched_s"], 2)
+        row["drafted_speedup"] = round(row["sequential_s"] / row["drafted_s"], 2)
         row["identical_batched_vs_sequential"] = sum(a == b for a, b in zip(sequential, batched))
+        row["identical_drafted_vs_sequential"] = sum(a == b for a, b in zip(sequential, drafted))
         out[f"k_{k}"] = {key: round(v, 3) if isinstance(v, float) else v for key, v in row.items()}
         print("explanations", k, out[f"k_{k}"], flush=True)
     window = [signals[i % len(signals)] for i in range(window_candidates)]

@@ -21,13 +21,13 @@ from typing import Sequence
 import numpy as np
 
 try:  # a Triton version folder carries trail/decoding.py, errors.py, serving_contract.py as trail_*.py, next to this
-    from trail_decoding import GREEDY, Decoding, NumberConstraint, RowDecoder, next_token
+    from trail_decoding import DRAFT_TOKENS, GREEDY, Decoding, NumberConstraint, RowDecoder, draft_from_source, next_token
     from trail_errors import TrailError
     from trail_serving_contract import (GENERATOR_INPUTS, GENERATOR_LOGITS, KV_KINDS, SCORE_INPUTS,
                                         SCORE_OUTPUT, TokenLimits, check_prompt_format, past_input,
                                         present_output)
 except ImportError:
-    from trail.decoding import GREEDY, Decoding, NumberConstraint, RowDecoder, next_token
+    from trail.decoding import DRAFT_TOKENS, GREEDY, Decoding, NumberConstraint, RowDecoder, draft_from_source, next_token
     from trail.errors import TrailError
     from trail.serving_contract import (GENERATOR_INPUTS, GENERATOR_LOGITS, KV_KINDS, SCORE_INPUTS,
                                         SCORE_OUTPUT, TokenLimits, check_prompt_format, past_input,
@@ -92,6 +92,8 @@ class TrailOnnx:
         self._layers = [layer for layer in range(len(self._generator_inputs))
                         if past_input(layer, "key") in self._generator_inputs]
         self.number_constraint = NumberConstraint.from_vocab(self.tokenizer.get_vocab())
+        self.drafts_kept = 0  # drafted tokens the last explain_batch kept
+        self.last_token_ids: list[list[int]] = []  # the token ids of the last explain_batch's texts
 
     @property
     def providers(self) -> list[str]:
@@ -120,15 +122,25 @@ class TrailOnnx:
         return self.explain_batch([prompt], [cue], [decoding], max_new_tokens)[0]
 
     def explain_batch(self, prompts: Sequence[str], cues: Sequence[str], decodings: Sequence[Decoding] | None = None,
-                      max_new_tokens: int | None = None) -> list[str]:
+                      max_new_tokens: int | None = None, draft_tokens: int = DRAFT_TOKENS,
+                      draft_sources: Sequence[Sequence[int]] | None = None) -> list[str]:
         """Explanations of several items decoded together with the key/value cache: rows left-padded (attention
-        mask and position ids skip the padding), one generator call per new token for the whole batch. Each row's
+        mask and position ids skip the padding), one generator call per step for the whole batch. Each row's
         next token is chosen by :func:`trail_decoding.next_token` with its own :class:`Decoding` (greedy gives
         the same tokens as PyTorch's greedy ``generate``; constrained rows may only write the numbers of their
-        own prompt and cue)."""
+        own prompt and cue).
+
+        Prompt-lookup drafts (``draft_tokens`` > 0): each step also feeds, per row, up to ``draft_tokens`` tokens
+        copied from its prompt and cue where the text so far continues them (:func:`draft_from_source`); the
+        logits at every fed position are run through the row's decoder in order, and drafted tokens are kept
+        while they are what the decoder chooses. Rejected positions stay in the cache, masked out, so rows may
+        keep different numbers of tokens. The chosen tokens are exactly those of one-token steps. ``draft_sources``
+        (token ids per row) replaces the prompt and cue as what drafts are copied from; ``drafts_kept`` counts the
+        drafted tokens this call kept (each one a generator step saved)."""
         if not prompts:
             return []
         decodings = list(decodings) if decodings is not None else [GREEDY] * len(prompts)
+        limit = max_new_tokens or self.limits.max_new_tokens
         rows = [self._ids(p, self.limits.max_prompt_tokens) + self._ids(c, self.limits.max_cue_tokens)
                 for p, c in zip(prompts, cues)]
         n, width = len(rows), max(len(row) for row in rows)
@@ -138,26 +150,58 @@ class TrailOnnx:
             input_ids[index, width - len(row):] = row
             mask[index, width - len(row):] = 1
         positions = np.clip(mask.cumsum(axis=1) - 1, 0, None)
+        sources = [list(source) for source in draft_sources] if draft_sources is not None else rows
+        self.drafts_kept = 0
+        fed = mask.copy()  # 1 where a fed position holds a real token (not padding)
         decoders = [RowDecoder.for_item(d, self.number_constraint, p, c) for d, p, c in zip(decodings, prompts, cues)]
         past = self._empty_past(n)
         generated: list[list[int]] = [[] for _ in rows]
         active = np.arange(n)  # rows still writing; a finished row leaves the batch (and its cache)
-        for _ in range(max_new_tokens or self.limits.max_new_tokens):
+        prefill = True  # the first step reads only the prompt's last position; later ones every fed position
+        while True:
             feeds = {**dict(zip(GENERATOR_INPUTS, (input_ids, mask, positions))), **past}
             outputs = dict(zip(self._generator_outputs, self.generator.run(self._generator_outputs, feeds)))
-            last = outputs[GENERATOR_LOGITS][:, -1]
-            tokens = np.array([next_token(decoders[row], last[i]) for i, row in enumerate(active)], dtype=np.int64)
-            going = tokens != self.eos_id
-            for row, token in zip(active[going], tokens[going]):
-                generated[row].append(int(token))
+            logits, step = outputs[GENERATOR_LOGITS], input_ids.shape[1]
+            finished, last_tokens, drafts = [], [], []
+            for i, row in enumerate(active):
+                real = np.flatnonzero(fed[i])  # the row's fed positions: its last token, then its draft
+                for position in real[-1:] if prefill else real:
+                    token = next_token(decoders[row], logits[i, position])
+                    if token == self.eos_id:
+                        finished.append(True)
+                        break
+                    generated[row].append(token)
+                    if len(generated[row]) >= limit:
+                        finished.append(True)
+                        break
+                    drafted = input_ids[i, position + 1] if position + 1 < step and fed[i, position + 1] else None
+                    if drafted != token:
+                        # positions after this one were drafted and rejected: out of the cache for good
+                        mask[i, mask.shape[1] - step + position + 1:] = 0
+                        finished.append(False)
+                        break
+                    self.drafts_kept += 1
+                else:  # every draft kept (or nothing drafted): the last choice is not in the cache yet
+                    finished.append(False)
+                if not finished[-1]:
+                    last_tokens.append(generated[row][-1])
+                    drafts.append(draft_from_source(sources[row], generated[row], min(draft_tokens,
+                                                                                  limit - len(generated[row]) - 1)))
+            prefill, going = False, ~np.array(finished)
             if not going.any():
                 break
             active, mask = active[going], mask[going]
             past = {past_input(layer, kind): outputs[present_output(layer, kind)][going]
                     for layer in self._layers for kind in KV_KINDS}
-            input_ids = tokens[going][:, None]
-            mask = np.concatenate([mask, np.ones((len(active), 1), dtype=np.int64)], axis=1)
-            positions = (mask.sum(axis=1) - 1)[:, None]
+            chunk = 1 + max(len(d) for d in drafts)
+            input_ids = np.full((len(active), chunk), self.pad_id, dtype=np.int64)
+            fed = np.zeros((len(active), chunk), dtype=np.int64)
+            for i, (last, draft) in enumerate(zip(last_tokens, drafts)):
+                input_ids[i, : 1 + len(draft)] = [last, *draft]
+                fed[i, : 1 + len(draft)] = 1
+            positions = mask.sum(axis=1, keepdims=True) + np.arange(chunk)[None, :]
+            mask = np.concatenate([mask, fed], axis=1)
+        self.last_token_ids = generated
         return [self.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in generated]
 
     def _empty_past(self, batch: int) -> dict[str, np.ndarray]:

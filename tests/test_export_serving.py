@@ -75,6 +75,26 @@ def test_every_decoding_gives_the_same_text_in_pytorch_and_onnx_batched_or_not(
     assert batched == reference
 
 
+@pytest.mark.parametrize("decoding", [Decoding(), Decoding(seed=1), Decoding(True, seed=2)],
+                         ids=lambda d: f"constrained{int(d.constrained)}-seed{d.seed}")
+def test_drafted_tokens_change_no_text(exported: Path, decoding: Decoding) -> None:
+    """Prompt-lookup drafts only save generator steps: drafted from the right continuation (all kept), from a
+    corrupted one (every third token wrong: rejections, masked out of the cache) or from the prompt and cue (the
+    default), every row writes exactly what one-token steps write."""
+    runtime = TrailOnnx(exported, threads=1)
+    signals = verification_signals()[:5]
+    prompts, cues = [render_prompt(s) for s in signals], [explanation_cue(s, 3.0 + i) for i, s in enumerate(signals)]
+    decodings = [decoding] * len(prompts)
+    plain = runtime.explain_batch(prompts, cues, decodings, max_new_tokens=24, draft_tokens=0)
+    reference = [list(ids) for ids in runtime.last_token_ids]
+    assert runtime.drafts_kept == 0 and sum(map(len, reference)) > 40
+    right = runtime.explain_batch(prompts, cues, decodings, max_new_tokens=24, draft_sources=reference)
+    assert right == plain and runtime.drafts_kept >= sum(map(len, reference)) // 3
+    corrupted = [[runtime.pad_id if i % 3 == 2 else t for i, t in enumerate(ids)] for ids in reference]
+    assert runtime.explain_batch(prompts, cues, decodings, max_new_tokens=24, draft_sources=corrupted) == plain
+    assert runtime.explain_batch(prompts, cues, decodings, max_new_tokens=24) == plain
+
+
 def test_constrained_samples_write_only_the_numbers_of_their_facts(exported: Path) -> None:
     runtime = TrailOnnx(exported, threads=1)
     signals = verification_signals()[:8]

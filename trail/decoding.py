@@ -30,7 +30,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-__all__ = ["CANDIDATE_DECODINGS", "FACTS_LABEL", "DEFAULT_EXPLANATION_CANDIDATES", "Decoding", "GREEDY", "NumberConstraint", "RowDecoder", "fact_numbers",
+__all__ = ["CANDIDATE_DECODINGS", "DRAFT_TOKENS", "FACTS_LABEL", "DEFAULT_EXPLANATION_CANDIDATES", "Decoding", "GREEDY", "NumberConstraint", "RowDecoder", "fact_numbers",
            "next_token"]
 
 SAMPLE_TEMPERATURE = 0.7
@@ -67,6 +67,38 @@ CANDIDATE_DECODINGS = (GREEDY, Decoding(constrained=True), Decoding(True, seed=1
 # The worker tries the first two by default: on the shipped model the samples verified no text the first two had
 # not, at the cost of two more batched decodes per window (README, Measured results).
 DEFAULT_EXPLANATION_CANDIDATES = 2
+
+
+# Prompt-lookup drafts (:func:`draft_from_source`): up to this many tokens proposed per step and verified in one
+# forward; 0 turns it off. An explanation mostly rephrases its facts line, so long runs of it are copied.
+DRAFT_TOKENS = 6
+_DRAFT_NGRAMS = (3, 2, 1)  # the longest tail of the text so far that is found in the source decides the draft
+
+
+def draft_from_source(source: list[int], text: list[int], limit: int) -> list[int]:
+    """Up to ``limit`` tokens that followed the latest occurrence, in ``source`` (the prompt and cue), of the
+    longest tail (3, 2 or 1 tokens) of ``text`` (the tokens decoded so far, the last one included); [] if none.
+
+    A draft is only a guess: the decoder verifies it (:meth:`RowDecoder.choose` on the logits at each drafted
+    position) and keeps the tokens it would have chosen anyway, so the text is the same with or without drafts.
+
+    >>> draft_from_source([5, 6, 7, 8, 9, 6, 7, 3], [1, 6, 7], 4)
+    [3]
+    >>> draft_from_source([5, 6, 7, 8, 9], [2, 6], 2)
+    [7, 8]
+    >>> draft_from_source([5, 6, 7], [4], 2)
+    []
+    """
+    if limit <= 0:
+        return []
+    for n in _DRAFT_NGRAMS:
+        if len(text) < n:
+            continue
+        tail = text[-n:]
+        for start in range(len(source) - n, -1, -1):
+            if source[start: start + n] == tail and start + n < len(source):
+                return source[start + n: start + n + limit]
+    return []
 
 
 def fact_numbers(text: str) -> frozenset[str]:
