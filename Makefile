@@ -122,7 +122,7 @@ bench-perf-analyzer: setup perf-analyzer-tool
 	$(PY) benchmarks/perf_analyzer.py
 
 DATASET ?= online-retail
-TRAIN_ARGS ?= --steps 200 --max-minutes 50
+TRAIN_ARGS ?= --steps 70 --max-minutes 62 --checkpoint-every 10 --listwise 1
 RUN_DIR := .trail-data/runs/$(DATASET)
 MODEL_FILES := adapter heads.safetensors trail_config.json training_metadata.json loss_history.json
 
