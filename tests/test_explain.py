@@ -307,3 +307,13 @@ GRAMMAR_WORDS = ["up", "down", "from", "to", "#3", "No.", "4", "0", "2.1x", "40%
 def test_grammar_shaped_garbage_never_raises(text: str, scenario: tuple[TrendSignals, Forecast]) -> None:
     result = check(text, *scenario)
     assert all(claim.kind in CLAIM_KINDS and claim.reason for claim in result.claims)
+
+
+def test_a_bare_number_after_a_change_verb_is_the_size_of_the_change() -> None:
+    """Seen in `make run`: "Interactions rose 0" for 0 -> 62 read as no claim. It is one, and false."""
+    signals, forecast = make_signals(count=62.0, previous_count=0.0)
+    assert not check("Interactions rose 0, among 33 unique users.", signals, forecast).all_verified
+    assert check("Interactions rose 62, among 12 unique users.", signals, forecast).all_verified
+    signals, forecast = make_signals(count=14.0, previous_count=10.0)
+    assert check("Interactions rose by 4.", signals, forecast).all_verified
+    assert not check("Interactions fell by 4.", signals, forecast).all_verified

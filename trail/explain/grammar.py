@@ -285,6 +285,8 @@ def _judge_counts(m: re.Match[str], s: TrendSignals, f: Forecast) -> Verdict:
     g, item = m.groupdict(), s.item
     checks = [_agrees(_number(g[key]), actual, None, COUNT_TOLERANCE, 0.0)
               for key, actual in (("a", item.previous_count), ("b", item.count)) if g.get(key)]
+    if g.get("delta"):
+        checks.append(_agrees(_number(g["delta"]), abs(item.count - item.previous_count), None, COUNT_TOLERANCE, 0.0))
     if g.get("d"):
         checks.append(_direction_holds(m, "d", _direction_word(g["d"]), item.previous_count, item.count))
     return all(checks), _change_truth(item)
@@ -349,6 +351,9 @@ _GRAMMAR: tuple[tuple[str, Judge, tuple[str, ...]], ...] = (  # in matching orde
         r"\b(?P<d>held|holding|holds|steady|stable|flat|unchanged)\s+at\s+(?P<b><NUM>)",
         r"(?P<a><NUM>)\s+(?:<UNIT>)\s+(?:in\s+)?(?:the\s+)?(?:last|previous|prior)\s+(?:window|week|day|period|one)\b",
         r"(?P<b><NUM>)\s+(?:<UNIT>)\b",
+        # "rose 0", "fell by 12": a bare number after a change verb is the size of the change
+        r"\b(?P<d><CWORD>)\s+(?:by\s+)?(?P<delta><NUM>)(?![\d.,]*\s*(?:%|percent\b|per\s*cent\b|pct\b|x\b|×|times\b"
+        r"|(?:<UNIT>)))",
         r"\b(?P<d><CWORD>)\b")),
 )
 RULES = tuple((kind, judge, _rx(pattern)) for kind, judge, patterns in _GRAMMAR for pattern in patterns)
