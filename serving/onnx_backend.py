@@ -62,12 +62,16 @@ class OnnxBackend:
         return ModelInfo(self.model_name, str(self._version), "onnx")
 
     def refresh(self) -> int:
-        """Switch to the newest loadable version if it is newer than the one serving; returns the version."""
+        """Switch to the newest loadable version if it is newer than the one serving, or if the serving one was
+        withdrawn from the repository (``trail deploy --rollback``); returns the version."""
         folder = self.repository / self.model_name
         versions = sorted((int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()),
                           reverse=True) if folder.is_dir() else []
+        withdrawn = self._runtime is not None and self._version not in versions
+        if withdrawn:
+            log.warning("model %s version %d was withdrawn from %s", self.model_name, self._version, folder)
         for version in versions:
-            if version <= self._version:
+            if version <= self._version and not withdrawn:
                 break
             if version in self._rejected:
                 continue

@@ -22,7 +22,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-__all__ = ["TensorSpec", "latest_version", "model_config_text", "write_onnx_version"]
+from trail.errors import TrailError
+
+__all__ = ["RETIRED_FOLDER", "RepositoryError", "TensorSpec", "latest_version", "load_on_triton", "model_config_text",
+           "next_version", "retire_latest", "write_onnx_version"]
+
+RETIRED_FOLDER = ".retired"  # <model>/.retired/<version>: rolled-back versions, out of every server's sight
 
 _BACKEND_MODEL = Path(__file__).with_name("triton_onnx_model.py")
 
@@ -78,10 +83,54 @@ def model_config_text(
     ])
 
 
+class RepositoryError(TrailError, RuntimeError):
+    """A model repository operation that cannot be done (no version to roll back to, Triton refused a load)."""
+
+
+def _versions(folder: Path) -> list[int]:
+    return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()) if folder.is_dir() else []
+
+
 def latest_version(model_dir: Path) -> int | None:
-    """The highest integer version folder of a model, or None."""
-    versions = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()] if model_dir.exists() else []
-    return max(versions, default=None)
+    """The highest integer version folder of a model (the one that serves), or None."""
+    return max(_versions(model_dir), default=None)
+
+
+def next_version(model_dir: Path) -> int:
+    """The number a new version gets: above every version ever published, rolled-back ones included, so a
+    version number names one model for good."""
+    return max([0, *_versions(model_dir), *_versions(model_dir / RETIRED_FOLDER)]) + 1
+
+
+def retire_latest(model_dir: Path) -> tuple[int, int]:
+    """Roll back: move the serving (newest) version into ``.retired/``, so the one before it serves again (the
+    embedded backend switches at its next window; a Triton server after :func:`load_on_triton`). Returns
+    ``(retired, now_serving)``."""
+    versions = _versions(model_dir)
+    if len(versions) < 2:
+        raise RepositoryError(f"{model_dir} holds {len(versions)} version(s): nothing to roll back to")
+    retired, serving = versions[-1], versions[-2]
+    (model_dir / RETIRED_FOLDER).mkdir(exist_ok=True)
+    os.rename(model_dir / str(retired), model_dir / RETIRED_FOLDER / str(retired))
+    return retired, serving
+
+
+def load_on_triton(url: str, model_name: str, timeout_s: float = 120.0) -> None:
+    """Ask a Triton server (explicit model control, HTTP ``url``) to load ``model_name`` again: it re-reads the
+    repository and serves its newest version(s)."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(f"{url.rstrip('/')}/v2/repository/models/{model_name}/load", data=b"{}",
+                                     method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s):  # noqa: S310 - an operator-given URL
+            pass
+    except urllib.error.HTTPError as exc:
+        raise RepositoryError(f"Triton at {url} refused to load {model_name}: HTTP {exc.code} "
+                              f"{exc.read().decode(errors='replace')[:300]}") from None
+    except OSError as exc:
+        raise RepositoryError(f"Triton at {url} did not answer the load of {model_name}: {exc}") from None
 
 
 def write_onnx_version(
@@ -99,7 +148,7 @@ def write_onnx_version(
     """Add the next integer version of ``name`` holding ``onnx_file``; returns the version folder."""
     model_dir = repository / name
     model_dir.mkdir(parents=True, exist_ok=True)
-    version = version if version is not None else (latest_version(model_dir) or 0) + 1
+    version = version if version is not None else next_version(model_dir)
     final = model_dir / str(version)
     if final.exists():
         raise FileExistsError(f"version {version} of model {name!r} already exists at {final}")

@@ -16,7 +16,7 @@ from trail.errors import TrailError
 from .routing import murmur2_partition
 from .settings import KafkaSettings, TopicNames
 
-__all__ = ["KafkaUnavailable", "Publisher", "TopicRecord", "create_topics", "message_count", "pretty", "read_topic"]
+__all__ = ["KafkaUnavailable", "Publisher", "TopicRecord", "connect_client", "create_topics", "message_count", "pretty", "read_topic"]
 
 
 class KafkaUnavailable(TrailError, RuntimeError):
@@ -69,7 +69,7 @@ class Publisher:
         config: dict[str, Any] = {"acks": "all", "linger_ms": 20, "batch_size": 256 * 1024,
                                   "max_in_flight_requests_per_connection": 1, "retries": 5, **overrides}
         # max_in_flight 1 + retries: a retried batch can never overtake the next one, so per-key order holds
-        self._producer = _connect(KafkaProducer, settings, **config)
+        self._producer = connect_client(KafkaProducer, settings, **config)
         self.acknowledged = 0
         self._error: BaseException | None = None
         self._partitions: dict[str, list[int]] = {}
@@ -128,7 +128,7 @@ def read_topic(
 ) -> Iterator[TopicRecord]:
     """Records of every partition of ``topic`` (no consumer group: reading commits nothing), until
     ``max_records`` were read or nothing arrived for ``idle_timeout_s``."""
-    consumer = _connect(KafkaConsumer, settings, group_id=None, enable_auto_commit=False, consumer_timeout_ms=200)
+    consumer = connect_client(KafkaConsumer, settings, group_id=None, enable_auto_commit=False, consumer_timeout_ms=200)
     try:
         partitions = _partitions(consumer, topic)
         consumer.assign(partitions)
@@ -156,7 +156,7 @@ def read_topic(
 
 def message_count(settings: KafkaSettings, topic: str) -> int:
     """Messages the topic holds now (end minus beginning offset, over its partitions); 0 if it does not exist."""
-    consumer = _connect(KafkaConsumer, settings, enable_auto_commit=False)
+    consumer = connect_client(KafkaConsumer, settings, enable_auto_commit=False)
     try:
         ids = consumer.partitions_for_topic(topic)
         if not ids:
@@ -180,10 +180,10 @@ def _partitions(consumer: KafkaConsumer, topic: str, wait_s: float = 10.0) -> li
 
 
 def _admin(settings: KafkaSettings) -> KafkaAdminClient:
-    return _connect(KafkaAdminClient, settings, client_id="trail-cli")
+    return connect_client(KafkaAdminClient, settings, client_id="trail-cli")
 
 
-def _connect(client_class: Callable[..., Any], settings: KafkaSettings, **config: Any) -> Any:
+def connect_client(client_class: Callable[..., Any], settings: KafkaSettings, **config: Any) -> Any:
     """Build a kafka-python client, turning "no broker answered" into :class:`KafkaUnavailable`."""
     try:
         return client_class(**settings.client_config(), **config)

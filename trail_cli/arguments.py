@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["positive_float", "positive_int"]
+__all__ = ["non_negative_float", "positive_float", "positive_int", "timestamp_ms"]
 
 
 def positive_int(text: str) -> int:
@@ -25,3 +25,23 @@ def positive_float(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def timestamp_ms(text: str) -> int:
+    """An ISO-8601 date or time (UTC unless it says otherwise) → epoch milliseconds, as events' ``ts`` reads."""
+    from trail.events import InvalidEvent, parse_ts
+
+    try:
+        return parse_ts(text)
+    except InvalidEvent:
+        raise argparse.ArgumentTypeError(f"expected an ISO-8601 date or time such as 2011-11-01, got {text!r}") from None

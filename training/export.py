@@ -208,9 +208,12 @@ def _quantized_scores(model: TrailModel, score_graph: Path, signals: Sequence[Tr
     return check
 
 
+CHECKPOINT_FOLDER = "checkpoint"  # <version>/checkpoint/: the PyTorch checkpoint a version was exported from
+
+
 def export_model(checkpoint: Path, repository: Path, model_name: str = "trail", keep_versions: int = 3,
                  verify_texts: int = 3, tolerance: float = 1e-3, quantize: bool = False,
-                 min_int8_spearman: float = 0.99) -> ExportResult:
+                 min_int8_spearman: float = 0.99, manifest_extra: dict | None = None) -> ExportResult:
     """Export ``checkpoint`` as the next version of ``model_name`` in the Triton ``repository``.
 
     Built in a hidden folder next to the versions, verified (fp32 scores within ``tolerance`` of PyTorch; the
@@ -218,7 +221,11 @@ def export_model(checkpoint: Path, repository: Path, model_name: str = "trail", 
     ``keep_versions`` are removed. ``quantize``: the scoring graph that ships is the outlier-aware int8 one
     (:mod:`training.quantize`, ~1.6x faster on CPU), published only if its scores rank the verification items
     like PyTorch's (Spearman >= ``min_int8_spearman``); the generator stays fp32. Raises :class:`ExportRejected`
-    (and publishes nothing) when a check fails."""
+    (and publishes nothing) when a check fails.
+
+    The version folder also carries the checkpoint itself (``checkpoint/``: adapter, heads, config, training
+    metadata; ~10 MB for SmolLM2), so ``trail refresh`` can warm-start from whatever version serves, wherever it was
+    trained. ``manifest_extra`` is merged into the manifest (the refresh loop records its data range and gate)."""
     import json
     import os
     import shutil
@@ -227,7 +234,7 @@ def export_model(checkpoint: Path, repository: Path, model_name: str = "trail", 
     from datetime import datetime, timezone
 
     from serving.trail_onnx import GENERATOR_FILE, MANIFEST_FILE, SCORE_FILE, TOKENIZER_FILE, TrailOnnx
-    from serving.triton_repository import latest_version
+    from serving.triton_repository import next_version
     from serving.triton_trail import backend_files, trail_model_config
     started = time.monotonic()
     checkpoint = Path(checkpoint)
@@ -248,6 +255,7 @@ def export_model(checkpoint: Path, repository: Path, model_name: str = "trail", 
         int8 = _quantized_scores(model, staging / SCORE_FILE, signals, min_int8_spearman) if quantize else None
         for name, source in backend_files().items():
             shutil.copyfile(source, staging / name)
+        copy_checkpoint(checkpoint, staging / CHECKPOINT_FOLDER)
         metadata_path = checkpoint / "training_metadata.json"
         training = json.loads(metadata_path.read_text()) if metadata_path.exists() else {}
         files = {p.name: p.stat().st_size for p in staging.iterdir() if p.is_file()}
@@ -265,6 +273,7 @@ def export_model(checkpoint: Path, repository: Path, model_name: str = "trail", 
             "eos_token_id": model.tokenizer.eos_token_id, "pad_token_id": model.tokenizer.pad_token_id,
             "score_precision": "int8 (outlier-aware dynamic)" if int8 else "fp32",
             "files": files,
+            **(manifest_extra or {}),
         }
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
         runtime = TrailOnnx(staging)
@@ -287,7 +296,7 @@ def export_model(checkpoint: Path, repository: Path, model_name: str = "trail", 
         if not config.exists() or config.read_text() != config_text:
             (model_dir / ".config.pbtxt.tmp").write_text(config_text)
             os.replace(model_dir / ".config.pbtxt.tmp", config)
-        version = (latest_version(model_dir) or 0) + 1
+        version = next_version(model_dir)
         final = model_dir / str(version)
         staging.chmod(0o755)
         os.rename(staging, final)
@@ -298,3 +307,18 @@ def export_model(checkpoint: Path, repository: Path, model_name: str = "trail", 
     for old in versions[:-keep_versions]:
         shutil.rmtree(model_dir / str(old), ignore_errors=True)
     return ExportResult(final, version, scores, texts, time.monotonic() - started, int8)
+
+
+def copy_checkpoint(checkpoint: Path, target: Path) -> Path:
+    """The files that make a checkpoint loadable (not a run folder's intermediate checkpoints or optimiser)."""
+    import shutil
+
+    from .model import ADAPTER_FOLDER, CONFIG_FILE, HEADS_FILE
+    from .train import METADATA_FILE
+
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(checkpoint / ADAPTER_FOLDER, target / ADAPTER_FOLDER, dirs_exist_ok=True)
+    for name in (HEADS_FILE, CONFIG_FILE, METADATA_FILE):
+        if (checkpoint / name).exists():
+            shutil.copyfile(checkpoint / name, target / name)
+    return target

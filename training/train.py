@@ -196,8 +196,12 @@ def _save_checkpoint(model: TrailModel, optimizer: torch.optim.Optimizer, step: 
 
 def train(model_config: TrailConfig, config: TrainConfig, train_examples: Sequence[Example], out: Path,
           metadata: dict | None = None, resume: bool = False,
-          on_step: Callable[[int, dict[str, float]], None] | None = None) -> tuple[TrailModel, dict]:
-    """Fine-tune on ``train_examples``; the final model is saved to ``out`` with ``training_metadata.json``."""
+          on_step: Callable[[int, dict[str, float]], None] | None = None,
+          init_from: Path | None = None) -> tuple[TrailModel, dict]:
+    """Fine-tune on ``train_examples``; the final model is saved to ``out`` with ``training_metadata.json``.
+
+    ``init_from``: warm start from that checkpoint's weights (its own config; ``model_config`` is then unused) with
+    a fresh optimiser and schedule, as ``trail refresh`` continues the serving model on recent windows."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     random.seed(config.seed)
@@ -209,7 +213,13 @@ def train(model_config: TrailConfig, config: TrainConfig, train_examples: Sequen
         raise ConfigError(f"no training batch: {len(pool)} pooled examples for batch size {config.batch_size}")
     start_step, history = 0, []
     existing = _checkpoints(out) if resume else []
-    model = TrailModel.load(existing[-1]) if existing else TrailModel.create(model_config, seed=config.seed)
+    if existing:
+        model = TrailModel.load(existing[-1])
+    elif init_from is not None:
+        model = TrailModel.load(init_from)
+        model_config = model.config
+    else:
+        model = TrailModel.create(model_config, seed=config.seed)
     model.train()
     for parameter in model.head_modules().parameters():
         parameter.requires_grad_(True)
@@ -260,6 +270,7 @@ def train(model_config: TrailConfig, config: TrainConfig, train_examples: Sequen
     summary = {
         **(metadata or {}),
         "model_config": json.loads(model_config.to_json()),
+        "initialised_from": str(init_from) if init_from is not None and not existing else None,
         "train_config": {**asdict(config), "weights": asdict(config.weights)},
         "steps_completed": completed,
         "stopped_by_time_budget": stopped_early,

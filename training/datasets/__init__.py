@@ -26,7 +26,7 @@ __all__ = [
     "sorted_by_time",
 ]
 
-DATASET_NAMES = ("online-retail", "stackexchange", "movielens", "csv")
+DATASET_NAMES = ("online-retail", "stackexchange", "movielens", "csv", "kafka")
 
 
 def default_datasets_dir() -> Path:
@@ -54,4 +54,10 @@ def open_dataset(name: str, path: Path | None = None, mapping: str = "") -> Data
         if path is None:
             raise DatasetError("csv needs --path to the file and --map with at least item_id=COL,ts=COL")
         return GenericCsv(path, parse_mapping(mapping))
+    if name == "kafka":  # the whole interactions/items topics of the worker's cluster (KAFKA_*, TRAIL_TOPIC_*)
+        from streams.settings import KafkaSettings, TopicNames
+
+        from .kafka_topics import KafkaTopics
+
+        return KafkaTopics(KafkaSettings.from_env(), TopicNames.from_env())
     raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}")
