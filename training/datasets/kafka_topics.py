@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 
 from streams.kafka_io import KafkaUnavailable, connect_client
 from streams.settings import KafkaSettings, TopicNames
@@ -195,7 +196,11 @@ class KafkaTopics:
         """Poll ``tp`` until it gives messages or reaches ``end``; :class:`KafkaReadError` when the broker is gone."""
         deadline = time.monotonic() + self.read_timeout_s
         while reader.position(tp) < end:
-            messages = reader.poll(timeout_ms=500).get(tp, [])
+            try:
+                messages = reader.poll(timeout_ms=500).get(tp, [])
+            except KafkaError as exc:  # a client that gives up on the broker before our deadline does
+                raise KafkaReadError(f"the broker at {self.settings.bootstrap_servers} stopped answering mid-read "
+                                     f"(partition {tp.partition}): {exc}") from None
             for message in messages:
                 if message.offset >= end:
                     break
