@@ -8,7 +8,7 @@ TRAIL := $(VENV)/bin/trail
 KAFKA_LIBS := .kafka/libs
 PYTEST_ARGS ?=
 
-.PHONY: help run perf-analyzer-tool bench-perf-analyzer setup kafka-jars test test-fast kafka-up kafka-down triton-up triton-down worker bench-stream bench-serve train evaluate export-onnx clean
+.PHONY: help run perf-analyzer-tool bench-perf-analyzer setup kafka-jars test test-fast kafka-up kafka-down triton-up triton-down worker bench-stream bench-serve train evaluate export-onnx refresh rollback clean
 
 help:
 	@echo "make run          the product locally: Kafka, the model, a worker, Online Retail replayed, a live page (Ctrl-C stops)"
@@ -25,6 +25,8 @@ help:
 	@echo "make bench-perf-analyzer  Triton's perf_analyzer against triton_models/trail (tool fetched into .perf/)"
 	@echo "make train        fine-tune TRAIL on DATASET (default online-retail), ~1 h on 2 CPU cores; ships it to models/DATASET"
 	@echo "make export-onnx  export CHECKPOINT (default models/online-retail) as the next version in triton_models/trail"
+	@echo "make refresh      retrain from the live topics, gate against the serving model, publish if as good (REFRESH_ARGS)"
+	@echo "make rollback     retire the serving model version: the previous one serves again"
 	@echo "make evaluate     every method (baselines, PARE, zero-shot LLM, TRAIL) on both datasets: reports/<dataset>/report.md"
 	@echo "make clean        remove environments, broker data and caches"
 
@@ -137,6 +139,16 @@ CHECKPOINT ?= models/online-retail
 EXPORT_ARGS ?=
 export-onnx: setup
 	$(TRAIL) export $(CHECKPOINT) $(EXPORT_ARGS)
+
+# The refresh loop against the cluster of KAFKA_BOOTSTRAP_SERVERS (make run's broker by default): the last 12 windows
+# of the interactions topic, warm start from the serving version, gate, publish (REFRESH_ARGS: see trail refresh -h)
+REFRESH_ARGS ?=
+refresh: setup
+	$(TRAIL) refresh $(REFRESH_ARGS)
+
+DEPLOY_ARGS ?=
+rollback: setup
+	$(TRAIL) deploy --rollback $(DEPLOY_ARGS)
 
 ABLATIONS = $(foreach a,$(wildcard models/$(1)-ablations/*),--ablation trail_$(notdir $(a))=$(a))
 evaluate: setup
