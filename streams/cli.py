@@ -134,9 +134,9 @@ def _replay(args: argparse.Namespace) -> int:
         signal.signal(signum, lambda *_: stop.set())
     with Publisher(settings) as publisher:
         result = replay(dataset.items(), dataset.interactions(), publisher, topics, limit=args.limit, pacer=pacer,
-                        progress=bar.update if bar else (lambda n: None), batch=args.batch, skip=skip,
+                        progress=bar.update if bar is not None else (lambda n: None), batch=args.batch, skip=skip,
                         should_stop=stop.is_set, sleep=stop.wait)
-    if bar:
+    if bar is not None:
         bar.close()
     span = ""
     if result.first_ts_ms is not None:

@@ -99,3 +99,14 @@ def test_unreachable_broker_is_one_line() -> None:
     assert done.returncode == 1
     message = done.stderr.decode().strip()
     assert message.count("\n") == 0 and "no Kafka broker at 127.0.0.1:1" in message
+
+
+def test_replay_of_a_whole_dataset_with_its_progress_bar(kafka: KafkaEndpoint, tmp_path: Path) -> None:
+    """No --limit: the bar has no total (it once crashed on exactly that, before sending anything)."""
+    env = kafka.env(**_topics("whole"))
+    assert run_trail("topics", "create", "--partitions", "2", env=env).returncode == 0
+    rows = "".join(f"i{n % 7},{1_700_000_000 + n}\n" for n in range(300))
+    (tmp_path / "events.csv").write_text("item,time\n" + rows)
+    done = run_trail("replay", "csv", "--path", str(tmp_path / "events.csv"), "--map", "item_id=item,ts=time", env=env)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert b"300 interactions" in done.stdout + done.stderr

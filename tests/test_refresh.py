@@ -198,3 +198,17 @@ def test_refresh_while_the_worker_runs_loses_no_window(kafka: KafkaEndpoint, tmp
     published = sum(1 + (item * (hour + 1)) % 5 for hour in range(14) for item in range(8))
     closing = 2  # _publish_hours adds one event at the start of the next hour: hours 8 and 11 (14 stays open)
     assert sum(r["stats"]["events_counted"] for r in ordered) == published + closing  # no event lost
+
+
+def test_the_embedded_backend_follows_a_rollback(tmp_path: Path) -> None:
+    from serving.onnx_backend import OnnxBackend
+    from serving.triton_repository import next_version, retire_latest
+
+    train(TINY, TrainConfig(steps=1, batch_size=4, per_window=8), _examples(), tmp_path / "ckpt")
+    for _ in range(2):
+        export_model(tmp_path / "ckpt", tmp_path / "repo", model_name="tiny", verify_texts=1)
+    backend = OnnxBackend(tmp_path / "repo", "tiny", threads=1)
+    assert backend.refresh() == 2
+    assert retire_latest(tmp_path / "repo" / "tiny") == (2, 1)
+    assert backend.refresh() == 1 and backend.info.version == "1"  # at its next window
+    assert next_version(tmp_path / "repo" / "tiny") == 3  # the retired number is not reused
