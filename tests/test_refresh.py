@@ -95,8 +95,8 @@ def test_a_broker_gone_mid_read_is_one_clear_error(tmp_path: Path) -> None:
     try:
         settings, topics = KafkaSettings(broker.bootstrap_servers), _topics("gone")
         create_topics(settings, topics, partitions=1)
-        with Publisher(settings) as publisher:  # ~4 MB: more than one fetch holds
-            for n in range(30_000):
+        with Publisher(settings) as publisher:  # ~8 MB: several fetches (1 MB a partition each)
+            for n in range(60_000):
                 event = {"item_id": f"i{n % 50}", "ts": 1_700_000_000 + n, "attributes": {"pad": "x" * 80}}
                 publisher.send(topics.interactions, event["item_id"], json.dumps(event).encode())
             publisher.flush()
