@@ -82,12 +82,44 @@ def test_examples_from_the_topic_equal_the_file_adapters(kafka: KafkaEndpoint, d
     assert source.read_messages == 20_003
     assert dict(source.skipped) == {"not_json": 1, "missing_field": 1, "bad_timestamp": 1}
 
-    since, until = DAY.start_of(expected[40].window_index), DAY.end_of(expected[-1].window_index - 3)
+    # from mid-stream: every partition first reads thousands of messages before the range (wall-clock record
+    # timestamps: offsets-for-times cannot skip them), while the others already hold events in range
+    windows = sorted({e.window_index for e in expected})  # 7 labelled days; start at the 4th
+    since, until = DAY.start_of(windows[3]), DAY.end_of(windows[-1] + 1)
     in_range = KafkaTopics(settings, topics, since_ms=since, until_ms=until)
     ranged, _ = build_examples(in_range.interactions(), DAY, in_range.items())
     events = (e for e in itertools.islice(file_source.interactions(), 20_000) if since <= e.ts_ms < until)
     assert ranged == build_examples(events, DAY, file_source.items())[0] and 0 < len(ranged) < len(examples)
     assert env  # the replay ran with the worker's topic settings
+
+
+def test_offsets_for_times_skip_what_is_before_the_range(kafka: KafkaEndpoint) -> None:
+    """Records stamped with their event time (as many producers do): the read starts near ``since`` on every
+    partition, and the examples are those of the events in range, however unevenly the partitions fill."""
+    from kafka import KafkaProducer
+
+    from trail.events import Interaction
+
+    settings, topics = KafkaSettings(kafka.bootstrap_servers), _topics("rft")
+    create_topics(settings, topics, partitions=2)
+    start = DAY.start_of(20_000)
+    events = [Interaction(f"i{n % 9}", start + n * 600_000 + n % 7, user_id=f"u{n % 13}")
+              for n in range(30 * 144)]  # 30 days, one event every 10 minutes, nine items on two partitions
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    try:
+        for event in events:
+            producer.send(topics.interactions, key=event.item_id.encode(), value=event.to_json(),
+                          timestamp_ms=event.ts_ms)
+        producer.flush()
+    finally:
+        producer.close()
+    since, until = start + 12 * DAY.size_ms, start + 25 * DAY.size_ms
+    source = KafkaTopics(settings, topics, since_ms=since, until_ms=until)
+    examples, _ = build_examples(source.interactions(), DAY)
+    assert examples == build_examples((e for e in events if since <= e.ts_ms < until), DAY)[0] and examples
+    assert source.read_messages == len(events) - 12 * 144  # the 12 days before the range were never read
+    assert (source.first_event_ms, source.last_event_ms) == (min(e.ts_ms for e in events if e.ts_ms >= since),
+                                                             max(e.ts_ms for e in events if e.ts_ms < until))
 
 
 def test_a_broker_gone_mid_read_is_one_clear_error(tmp_path: Path) -> None:

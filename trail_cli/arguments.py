@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["non_negative_float", "positive_float", "positive_int", "timestamp_ms"]
+__all__ = ["http_url", "non_negative_float", "positive_float", "positive_int", "timestamp_ms"]
 
 
 def positive_int(text: str) -> int:
@@ -45,3 +45,13 @@ def timestamp_ms(text: str) -> int:
         return parse_ts(text)
     except InvalidEvent:
         raise argparse.ArgumentTypeError(f"expected an ISO-8601 date or time such as 2011-11-01, got {text!r}") from None
+
+
+def http_url(text: str) -> str:
+    """An http(s) address such as ``http://127.0.0.1:8000`` (a Triton server's HTTP endpoint)."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(text)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise argparse.ArgumentTypeError(f"expected an http(s) URL such as http://127.0.0.1:8000, got {text!r}")
+    return text

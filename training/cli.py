@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from trail_cli.arguments import non_negative_float, positive_float, positive_int, timestamp_ms
+from trail_cli.arguments import http_url, non_negative_float, positive_float, positive_int, timestamp_ms
 from trail.errors import ConfigError
 
 __all__ = ["register"]
@@ -79,7 +79,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--quantize", action="store_true",
                         help="ship the outlier-aware int8 scoring graph (~1.6x faster on CPU; refused unless its "
                              "Spearman vs PyTorch >= 0.99)")
-    export.add_argument("--triton", metavar="URL",
+    export.add_argument("--triton", metavar="URL", type=http_url,
                         help="a running Triton's HTTP address (e.g. http://127.0.0.1:8000): load the new version")
     export.set_defaults(run=_export)
     _register_refresh(commands)
@@ -87,6 +87,10 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _register_refresh(commands: argparse._SubParsersAction) -> None:
+    from .datasets.kafka_topics import KafkaTopics
+    from .refresh import RefreshConfig
+
+    defaults = RefreshConfig()
     refresh = commands.add_parser(
         "refresh", help="retrain from the live topics, gate the candidate against the serving model, deploy it",
         description="Reads recent windows from the interactions/items topics (the worker's KAFKA_* and TRAIL_TOPIC_* "
@@ -95,37 +99,39 @@ def _register_refresh(commands: argparse._SubParsersAction) -> None:
                     "as the next version only if the gate passes.")
     span = refresh.add_mutually_exclusive_group()
     span.add_argument("--last-windows", type=positive_int, metavar="N",
-                      help="the N windows up to the newest event's (default: 12, unless --since is given)")
+                      help=f"the N windows up to the newest event's, or up to --until (default: {defaults.last_windows})")
     span.add_argument("--since", type=timestamp_ms, metavar="TIME", help="first event time read (ISO-8601, UTC)")
     refresh.add_argument("--until", type=timestamp_ms, metavar="TIME", help="event time read up to (exclusive)")
     refresh.add_argument("--window", help="window size (default: TRAIL_WINDOW, as the worker closes them)")
-    refresh.add_argument("--holdout-windows", type=positive_int, default=2,
-                         help="most recent labelled windows held out for the gate (default 2)")
+    refresh.add_argument("--holdout-windows", type=positive_int, default=defaults.holdout_windows,
+                         help=f"most recent labelled windows held out for the gate (default {defaults.holdout_windows})")
     refresh.add_argument("--from-scratch", action="store_true",
                          help="train a new model instead of warm-starting from the serving version")
-    refresh.add_argument("--backbone", default="smollm2", help="from scratch only: smollm2 (default), tiny, or a folder")
-    refresh.add_argument("--steps", type=positive_int, default=40)
-    refresh.add_argument("--batch-size", type=positive_int, default=8)
-    refresh.add_argument("--per-window", type=positive_int, default=96)
-    refresh.add_argument("--candidates", type=positive_int, default=200)
-    refresh.add_argument("--learning-rate", type=positive_float, default=5e-4, help="LoRA learning rate (default 5e-4)")
-    refresh.add_argument("--head-learning-rate", type=positive_float, default=1e-3,
-                         help="score head's learning rate (default 1e-3)")
+    refresh.add_argument("--backbone", default=defaults.backbone,
+                         help=f"from scratch only: {defaults.backbone} (default), tiny, or a folder")
+    for name, kind in (("steps", positive_int), ("batch-size", positive_int), ("per-window", positive_int),
+                       ("candidates", positive_int), ("learning-rate", positive_float),
+                       ("head-learning-rate", positive_float)):
+        default = getattr(defaults, name.replace("-", "_"))
+        refresh.add_argument(f"--{name}", type=kind, default=default, help=f"default {default:g}")
     refresh.add_argument("--max-minutes", type=positive_float,
                          help="time budget of the whole refresh (training gets 60%%); out of time = nothing published")
-    refresh.add_argument("--explain-per-window", type=int, default=4,
+    refresh.add_argument("--explain-per-window", type=int, default=defaults.explain_per_window,
                          help="held-out items per window both models explain for the gate (0: gate on the forecast)")
-    for metric, default in (("ndcg", 0.0), ("mae", 0.0), ("precision", 0.0), ("verified", 0.0)):
-        refresh.add_argument(f"--margin-{metric}", type=non_negative_float, default=default,
-                             help=f"how much worse than the serving model the candidate's {metric} may be (default {default:g})")
+    for flag, field_name in (("ndcg", "ndcg"), ("mae", "mae"), ("precision", "claim_precision"),
+                             ("verified", "fully_verified")):
+        default = getattr(defaults.margins, field_name)
+        refresh.add_argument(f"--margin-{flag}", type=non_negative_float, default=default,
+                             help=f"how much worse than the serving model the candidate's {field_name} may be "
+                                  f"(default {default:g})")
     refresh.add_argument("--shuffle-labels", action="store_true",
                          help="train on labels shuffled within each window: a candidate made worse on purpose")
     refresh.add_argument("--repository", type=Path, help="model repository (default: TRAIL_MODEL_REPOSITORY)")
     refresh.add_argument("--model-name", help="model (default: TRAIL_MODEL_NAME)")
-    refresh.add_argument("--triton", metavar="URL", help="a running Triton's HTTP address: load the new version there")
-    refresh.add_argument("--runs", type=Path, default=Path(".trail-data/refresh"),
-                         help="where each run keeps its candidate and report")
-    refresh.add_argument("--read-timeout", type=positive_float, default=30.0,
+    refresh.add_argument("--triton", metavar="URL", type=http_url,
+                         help="a running Triton's HTTP address: load the new version there")
+    refresh.add_argument("--runs", type=Path, default=defaults.runs, help="where each run keeps its candidate and report")
+    refresh.add_argument("--read-timeout", type=positive_float, default=KafkaTopics.read_timeout_s,
                          help="seconds without an answer from the broker mid-read before giving up")
     refresh.add_argument("--seed", type=int, default=0)
     refresh.set_defaults(run=_refresh)
@@ -137,7 +143,8 @@ def _register_deploy(commands: argparse._SubParsersAction) -> None:
                         help="retire the serving (newest) version so the one before it serves again")
     deploy.add_argument("--repository", type=Path, help="model repository (default: TRAIL_MODEL_REPOSITORY)")
     deploy.add_argument("--model-name", help="model (default: TRAIL_MODEL_NAME)")
-    deploy.add_argument("--triton", metavar="URL", help="a running Triton's HTTP address: load the model again there")
+    deploy.add_argument("--triton", metavar="URL", type=http_url,
+                        help="a running Triton's HTTP address: load the model again there")
     deploy.set_defaults(run=_deploy)
 
 
@@ -220,6 +227,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _refresh(args: argparse.Namespace) -> int:
+    """Exit 0: published; 3: the gate refused the candidate; 4: published, but the given Triton did not load it."""
     from streams.config import WorkerConfig
     from trail.windows import WindowSpec
 
@@ -228,40 +236,42 @@ def _refresh(args: argparse.Namespace) -> int:
     from .refresh import RefreshConfig, refresh
 
     worker = WorkerConfig.from_env()
-    spec = WindowSpec.parse(args.window) if args.window else worker.window
-    source_settings = {"settings": worker.kafka, "topics": worker.topics, "read_timeout_s": args.read_timeout}
-    if args.since is not None:
-        source = KafkaTopics(**source_settings, since_ms=args.since, until_ms=args.until)
-    else:
-        source = KafkaTopics.last_windows(args.last_windows or 12, spec, **source_settings)
-        if args.until is not None:
-            source = KafkaTopics(**source_settings, since_ms=source.since_ms, until_ms=args.until)
+    spec = WindowSpec(WindowSpec.parse(args.window).size_ms, worker.window.allowed_lateness_ms) if args.window \
+        else worker.window
+    reading = {"settings": worker.kafka, "topics": worker.topics, "read_timeout_s": args.read_timeout}
     config = RefreshConfig(
         repository=args.repository or Path(worker.model_repository), model_name=args.model_name or worker.model_name,
-        window=spec, holdout_windows=args.holdout_windows, from_scratch=args.from_scratch, backbone=args.backbone,
-        steps=args.steps, batch_size=args.batch_size, per_window=args.per_window, candidates=args.candidates,
-        learning_rate=args.learning_rate, head_learning_rate=args.head_learning_rate,
+        window=spec, trend=worker.trend, holdout_windows=args.holdout_windows, from_scratch=args.from_scratch,
+        backbone=args.backbone, steps=args.steps, batch_size=args.batch_size, per_window=args.per_window,
+        candidates=args.candidates, learning_rate=args.learning_rate, head_learning_rate=args.head_learning_rate,
         budget_minutes=args.max_minutes,
         margins=GateMargins(args.margin_ndcg, args.margin_mae, args.margin_precision, args.margin_verified),
         explain_per_window=args.explain_per_window, shuffle_labels=args.shuffle_labels, triton_url=args.triton,
         runs=args.runs, seed=args.seed)
+    if args.since is not None:
+        source = KafkaTopics(**reading, since_ms=args.since, until_ms=args.until)
+    else:
+        source = KafkaTopics.last_windows(args.last_windows or config.last_windows, spec, until_ms=args.until,
+                                          **reading)
     outcome = refresh(source, config)
     print(f"{'published' if outcome.published else 'refused'}: {outcome.reason} ({outcome.seconds:.0f} s); "
           f"serving version {outcome.version}")
-    return 0 if outcome.published else 3
+    if not outcome.published:
+        return 3
+    return 4 if outcome.triton_error else 0
 
 
 def _deploy(args: argparse.Namespace) -> int:
     import json
 
     from streams.config import WorkerConfig
-    from serving.triton_repository import latest_version, load_on_triton, retire_latest
+    from serving.triton_repository import RETIRED_FOLDER, latest_version, load_on_triton, retire_latest
 
     worker = WorkerConfig.from_env()
     model_dir = (args.repository or Path(worker.model_repository)) / (args.model_name or worker.model_name)
     if args.rollback:
         retired, serving = retire_latest(model_dir)
-        print(f"rolled back: version {retired} retired to {model_dir / '.retired' / str(retired)}; version {serving} "
+        print(f"rolled back: version {retired} retired to {model_dir / RETIRED_FOLDER / str(retired)}; version {serving} "
               "serves (embedded workers switch at their next window)")
         if args.triton:
             load_on_triton(args.triton, model_dir.name)
@@ -271,10 +281,10 @@ def _deploy(args: argparse.Namespace) -> int:
     for folder in sorted((p for p in model_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)) \
             if model_dir.is_dir() else []:
         manifest = json.loads((folder / "manifest.json").read_text()) if (folder / "manifest.json").exists() else {}
-        gate = manifest.get("gate") or {}
+        ndcg = (manifest.get("gate") or {}).get("candidate", {}).get("ndcg@20")
         mark = "*" if int(folder.name) == serving else " "
         print(f"{mark} {folder.name:>3}  {manifest.get('created_at', '?')}  dataset {manifest.get('dataset')}  parent "
-              f"{manifest.get('parent_version')}  gate {gate.get('candidate', {}).get('ndcg@20', '-')}")
+              f"{manifest.get('parent_version')}  gate NDCG@20 {'-' if ndcg is None else f'{ndcg:.4f}'}")
     if serving is None:
         print(f"no version in {model_dir}")
     return 0

@@ -234,7 +234,7 @@ def export_model(checkpoint: Path, repository: Path, model_name: str = "trail", 
     from datetime import datetime, timezone
 
     from serving.trail_onnx import GENERATOR_FILE, MANIFEST_FILE, SCORE_FILE, TOKENIZER_FILE, TrailOnnx
-    from serving.triton_repository import next_version
+    from serving.triton_repository import RETIRED_FOLDER, next_version
     from serving.triton_trail import backend_files, trail_model_config
     started = time.monotonic()
     checkpoint = Path(checkpoint)
@@ -303,9 +303,11 @@ def export_model(checkpoint: Path, repository: Path, model_name: str = "trail", 
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    versions = sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
-    for old in versions[:-keep_versions]:
-        shutil.rmtree(model_dir / str(old), ignore_errors=True)
+    for folder in (model_dir, model_dir / RETIRED_FOLDER):  # rolled-back versions are kept as long as live ones
+        versions = sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()) \
+            if folder.is_dir() else []
+        for old in versions[:-keep_versions]:
+            shutil.rmtree(folder / str(old), ignore_errors=True)
     return ExportResult(final, version, scores, texts, time.monotonic() - started, int8)
 
 

@@ -7,6 +7,7 @@ margin: how much worse than the serving model the candidate may be and still pas
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Mapping
 
@@ -71,7 +72,8 @@ def decide(candidate: Mapping[str, float], serving: Mapping[str, float] | None,
     ...        {"ndcg@20": .8, "mae_log1p": .5, "claim_precision": 1, "fully_verified": 1}).failures
     ('ndcg@20 0.7000 < serving 0.8000 - margin 0',)
     """
-    failures = []
+    failures = [f"{metric} is {candidate[metric]} (not a number)" for metric in GATE_METRICS
+                if not math.isfinite(float(candidate[metric]))]
     if serving is not None:
         for metric, higher_is_better in GATE_METRICS.items():
             mine, theirs, margin = float(candidate[metric]), float(serving[metric]), margins.of(metric)

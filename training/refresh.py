@@ -32,6 +32,7 @@ from typing import Sequence
 
 from trail.errors import TrailError
 from trail.events import format_ts
+from trail.signals import TrendConfig
 from trail.windows import WindowSpec
 
 from .baselines import EMA, MostPop
@@ -53,7 +54,9 @@ class RefreshError(TrailError, RuntimeError):
 class RefreshConfig:
     repository: Path = Path("triton_models")
     model_name: str = "trail"
-    window: WindowSpec = field(default_factory=WindowSpec)
+    window: WindowSpec = field(default_factory=WindowSpec)  # as the worker closes them (TRAIL_WINDOW, lateness)
+    trend: TrendConfig = field(default_factory=TrendConfig)  # the worker's (TRAIL_BOARD_SIZE, TRAIL_EVICT_AFTER)
+    last_windows: int = 12  # windows read when no --since is given
     holdout_windows: int = 2
     from_scratch: bool = False
     backbone: str = "smollm2"  # only from scratch; a warm start keeps the serving model's
@@ -80,28 +83,31 @@ TRAIN_SHARE = 0.6  # of the time budget; the rest is for evaluating both models 
 class RefreshOutcome:
     published: bool
     version: int | None  # the version serving after the run
-    parent_version: int | None
-    reason: str
-    decision: GateDecision | None
-    run_folder: Path
-    seconds: float
+    triton_error: str | None = None  # published, but the configured Triton did not load it
+    parent_version: int | None = None
+    reason: str = ""
+    decision: GateDecision | None = None
+    run_folder: Path = Path()
+    seconds: float = 0.0
 
 
 def serving_checkpoint(model_dir: Path) -> tuple[int | None, Path | None]:
     """The serving (newest) version and the checkpoint it was exported from, where one is still on disk."""
+    from serving.trail_onnx import MANIFEST_FILE
     from serving.triton_repository import latest_version
 
     from .export import CHECKPOINT_FOLDER
+    from .model import CONFIG_FILE
 
     version = latest_version(model_dir)
     if version is None:
         return None, None
     folder = model_dir / str(version)
-    if (folder / CHECKPOINT_FOLDER / "trail_config.json").exists():
+    if (folder / CHECKPOINT_FOLDER / CONFIG_FILE).exists():
         return version, folder / CHECKPOINT_FOLDER
-    manifest = json.loads((folder / "manifest.json").read_text()) if (folder / "manifest.json").exists() else {}
+    manifest = json.loads((folder / MANIFEST_FILE).read_text()) if (folder / MANIFEST_FILE).exists() else {}
     source = Path(manifest.get("source_checkpoint") or "/nonexistent")
-    return version, source if (source / "trail_config.json").exists() else None
+    return version, source if (source / CONFIG_FILE).exists() else None
 
 
 def holdout_split(examples: Sequence[Example], holdout_windows: int) -> Split:
@@ -184,12 +190,15 @@ def _evaluate_both(split: Split, candidate: Path, serving: Path | None, config: 
     return scored["candidate"], scored.get("serving"), context
 
 
-def _read_examples(source: KafkaTopics, spec: WindowSpec) -> tuple[list[Example], str, dict]:
+def _read_examples(source: KafkaTopics, config: RefreshConfig) -> tuple[list[Example], str, dict]:
     started = time.monotonic()
-    examples, digest = build_examples(source.interactions(), spec, source.items())
+    examples, digest = build_examples(source.interactions(), config.window, source.items(), config.trend)
+    if source.first_event_ms is None:
+        raise RefreshError(f"no valid interaction in the range read from {source.topics.interactions!r}")
     data = {"source": "kafka", "interactions_topic": source.topics.interactions, "items_topic": source.topics.items,
             "since": format_ts(source.since_ms) if source.since_ms is not None else None,
             "until": format_ts(source.until_ms) if source.until_ms is not None else None,
+            "first_event": format_ts(source.first_event_ms), "last_event": format_ts(source.last_event_ms),
             "messages_read": source.read_messages, "skipped": dict(source.skipped),
             "skipped_items": dict(source.skipped_items), "events_sha256": digest, "examples": len(examples)}
     _log(f"read {source.read_messages:,} messages from {source.topics.interactions!r} in "
@@ -225,19 +234,22 @@ def _train_candidate(split: Split, parent: Path | None, run: Path, data: dict, c
 
 def refresh(source: KafkaTopics, config: RefreshConfig) -> RefreshOutcome:
     """The whole loop; raises :class:`TrailError` (nothing published) when a step cannot be done."""
-    from serving.triton_repository import latest_version, load_on_triton
+    from serving.triton_repository import RepositoryError, latest_version, load_on_triton
 
     from .export import export_model
 
     clock = _Clock(config.budget_minutes)
     model_dir = config.repository / config.model_name
     parent_version, parent = serving_checkpoint(model_dir)
+    if parent is None and parent_version is not None:  # the gate could not measure what serves: never skip it
+        raise RefreshError(f"serving version {parent_version} in {model_dir} has no checkpoint on disk to warm-start "
+                           "from or to gate the candidate against (exported before versions carried theirs): export "
+                           "its checkpoint again, or roll it back")
     if parent is None and not config.from_scratch:
-        raise RefreshError(f"no serving version with a checkpoint in {model_dir} to warm-start from "
-                           f"(version {parent_version}): pass --from-scratch")
+        raise RefreshError(f"no serving version in {model_dir} to warm-start from: pass --from-scratch")
     run = config.runs / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     run.mkdir(parents=True)
-    examples, digest, data = _read_examples(source, config.window)
+    examples, digest, data = _read_examples(source, config)
     split = holdout_split(examples, config.holdout_windows)
     clock.check("while reading the topics")
     candidate = _train_candidate(split, None if config.from_scratch else parent, run, data, config, clock)
@@ -249,7 +261,7 @@ def refresh(source: KafkaTopics, config: RefreshConfig) -> RefreshOutcome:
     report = _write_report(run, decision, context, data, split, parent_version, config)
     _log(decision.table(context))
     if not decision.passed:
-        return RefreshOutcome(False, latest_version(model_dir), parent_version,
+        return RefreshOutcome(False, latest_version(model_dir), None, parent_version,
                               f"gate refused the candidate ({'; '.join(decision.failures)}); kept at {candidate}, "
                               f"report {report}", decision, run, clock.elapsed)
     clock.check("before publishing")
@@ -257,12 +269,16 @@ def refresh(source: KafkaTopics, config: RefreshConfig) -> RefreshOutcome:
                       "refresh_run": str(run.resolve())}
     result = export_model(candidate, config.repository, config.model_name, keep_versions=config.keep_versions,
                           verify_texts=2, manifest_extra=manifest_extra)
-    loaded = ""
-    if config.triton_url:
-        load_on_triton(config.triton_url, config.model_name)
-        loaded = f"; Triton at {config.triton_url} loaded it"
     (run / "published.json").write_text(json.dumps({"version": result.version, "folder": str(result.folder)}) + "\n")
-    return RefreshOutcome(True, result.version, parent_version,
+    loaded, triton_error = "", None
+    if config.triton_url:
+        try:
+            load_on_triton(config.triton_url, config.model_name)
+            loaded = f"; Triton at {config.triton_url} loaded it"
+        except RepositoryError as exc:  # published all the same: embedded workers switch at their next window
+            triton_error = str(exc)
+            loaded = f"; but {exc}"
+    return RefreshOutcome(True, result.version, triton_error, parent_version,
                           f"published version {result.version} (parent {parent_version}){loaded}", decision, run,
                           clock.elapsed)
 

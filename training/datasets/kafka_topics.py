@@ -60,22 +60,30 @@ class KafkaTopics:
     skipped: Counter = field(default_factory=Counter)  # reason → events skipped by the last interactions() pass
     skipped_items: Counter = field(default_factory=Counter)
     read_messages: int = 0
+    first_event_ms: int | None = None  # event-time span of what the last interactions() pass yielded
+    last_event_ms: int | None = None
 
     def __post_init__(self) -> None:
         if self.since_ms is not None and self.until_ms is not None and self.until_ms <= self.since_ms:
             raise DatasetError(f"the time range is empty: until {self.until_ms} <= since {self.since_ms}")
 
     @classmethod
-    def last_windows(cls, n_windows: int, spec: WindowSpec, **kwargs: Any) -> "KafkaTopics":
-        """The ``n_windows`` windows up to and including the one holding the newest event on the topic."""
+    def last_windows(cls, n_windows: int, spec: WindowSpec, until_ms: int | None = None,
+                     **kwargs: Any) -> "KafkaTopics":
+        """The ``n_windows`` windows up to and including the one holding the newest event on the topic (or, with
+        ``until_ms``, the window holding the last instant before it)."""
         if n_windows < 1:
             raise DatasetError("--last-windows must be >= 1")
-        probe = cls(**kwargs)
-        newest = probe.newest_event_ms()
-        if newest is None:
-            raise DatasetError(f"topic {probe.topics.interactions!r} holds no valid interaction")
-        latest = spec.index_of(newest)
-        return cls(**kwargs, since_ms=spec.start_of(latest - n_windows + 1), until_ms=spec.end_of(latest))
+        if until_ms is None:
+            probe = cls(**kwargs)
+            newest = probe.newest_event_ms()
+            if newest is None:
+                raise DatasetError(f"topic {probe.topics.interactions!r} holds no valid interaction")
+            latest = spec.index_of(newest)
+            until_ms = spec.end_of(latest)
+        else:
+            latest = spec.index_of(until_ms - 1)
+        return cls(**kwargs, since_ms=spec.start_of(latest - n_windows + 1), until_ms=until_ms)
 
     # -- the Dataset protocol --------------------------------------------------------------------------------
     def items(self) -> Iterator[ItemMeta]:
@@ -90,6 +98,7 @@ class KafkaTopics:
     def interactions(self) -> Iterator[Interaction]:
         """Valid interactions in ``[since_ms, until_ms)``, merged across partitions in event time."""
         self.skipped, self.read_messages = Counter(), 0
+        self.first_event_ms = self.last_event_ms = None
         consumer = self._consumer()
         readers: dict[TopicPartition, KafkaConsumer] = {}
         try:
@@ -102,15 +111,20 @@ class KafkaTopics:
                     readers[tp] = reader = self._consumer()
                     reader.assign([tp])
                     reader.seek(tp, starts[tp])
-            yield from self._merged(readers, ends)
+            for event in self._merged(readers, ends):
+                if self.first_event_ms is None:
+                    self.first_event_ms = event.ts_ms
+                self.last_event_ms = event.ts_ms if self.last_event_ms is None else max(self.last_event_ms, event.ts_ms)
+                yield event
         finally:
             consumer.close()
             for reader in readers.values():
                 reader.close()
 
     # -- helpers ---------------------------------------------------------------------------------------------
-    def newest_event_ms(self) -> int | None:
-        """The latest event time among the last message of each partition (where producers write in order)."""
+    def newest_event_ms(self, tail_messages: int = 100) -> int | None:
+        """The latest event time among the last ``tail_messages`` messages of each partition (where producers
+        write in order; a few, so a trailing invalid message or a transaction marker still leaves an answer)."""
         consumer = self._consumer()
         try:
             partitions = self._assign(consumer, self.topics.interactions)
@@ -119,7 +133,7 @@ class KafkaTopics:
             for tp in partitions:
                 if ends[tp] <= starts[tp]:
                     continue
-                consumer.seek(tp, max(starts[tp], ends[tp] - 1))
+                consumer.seek(tp, max(starts[tp], ends[tp] - tail_messages))
             pending = {tp for tp in partitions if ends[tp] > starts[tp]}
             deadline = time.monotonic() + self.read_timeout_s
             while pending:
@@ -130,6 +144,7 @@ class KafkaTopics:
                     for message in messages:
                         for event in self._parse(message.value, count=False):
                             newest = event.ts_ms if newest is None else max(newest, event.ts_ms)
+                for tp in list(pending):  # a partition ending in a transaction marker returns nothing but moves
                     if consumer.position(tp) >= ends[tp]:
                         pending.discard(tp)
             return newest
@@ -159,7 +174,11 @@ class KafkaTopics:
             offset = found.get(tp)
             consumer.seek(tp, offset.offset if offset is not None else ends[tp])
 
-    def _parse(self, value: bytes, count: bool = True) -> list[Interaction]:
+    def _parse(self, value: bytes | None, count: bool = True) -> list[Interaction]:
+        if value is None:  # a tombstone (null value): no event, as the worker dead-letters it
+            if count:
+                self.skipped["not_json"] += 1
+            return []
         try:
             results = parse_interactions(value)
         except InvalidEvent as exc:
@@ -185,10 +204,10 @@ class KafkaTopics:
                 self._fill(readers[tp], tp, ends[tp], buffers[tp])
                 if readers[tp].position(tp) >= ends[tp]:
                     live.discard(tp)
+            if any(not buffers[tp] for tp in live):
+                continue  # a live partition's next event is still unknown (its messages held none in range)
             heads = [(buffer[0].ts_ms, tp.partition, tp) for tp, buffer in buffers.items() if buffer]
             if not heads:
-                if live:
-                    continue  # messages that held no event in range: read on
                 return
             yield buffers[min(heads)[2]].popleft()
 
