@@ -126,10 +126,7 @@ def _register_refresh(commands: argparse._SubParsersAction) -> None:
                                   f"(default {default:g})")
     refresh.add_argument("--shuffle-labels", action="store_true",
                          help="train on labels shuffled within each window: a candidate made worse on purpose")
-    refresh.add_argument("--repository", type=Path, help="model repository (default: TRAIL_MODEL_REPOSITORY)")
-    refresh.add_argument("--model-name", help="model (default: TRAIL_MODEL_NAME)")
-    refresh.add_argument("--triton", metavar="URL", type=http_url,
-                         help="a running Triton's HTTP address: load the new version there")
+    _add_repository_arguments(refresh, "load the new version there")
     refresh.add_argument("--runs", type=Path, default=defaults.runs, help="where each run keeps its candidate and report")
     refresh.add_argument("--read-timeout", type=positive_float, default=KafkaTopics.read_timeout_s,
                          help="seconds without an answer from the broker mid-read before giving up")
@@ -137,14 +134,19 @@ def _register_refresh(commands: argparse._SubParsersAction) -> None:
     refresh.set_defaults(run=_refresh)
 
 
+def _add_repository_arguments(parser: argparse.ArgumentParser, triton_does: str) -> None:
+    """The model repository and model (defaults: the worker's TRAIL_MODEL_REPOSITORY / TRAIL_MODEL_NAME) and a
+    Triton to tell."""
+    parser.add_argument("--repository", type=Path, help="model repository (default: TRAIL_MODEL_REPOSITORY)")
+    parser.add_argument("--model-name", help="model (default: TRAIL_MODEL_NAME)")
+    parser.add_argument("--triton", metavar="URL", type=http_url, help=f"a running Triton's HTTP address: {triton_does}")
+
+
 def _register_deploy(commands: argparse._SubParsersAction) -> None:
     deploy = commands.add_parser("deploy", help="the model repository's versions; --rollback: serve the previous one")
     deploy.add_argument("--rollback", action="store_true",
                         help="retire the serving (newest) version so the one before it serves again")
-    deploy.add_argument("--repository", type=Path, help="model repository (default: TRAIL_MODEL_REPOSITORY)")
-    deploy.add_argument("--model-name", help="model (default: TRAIL_MODEL_NAME)")
-    deploy.add_argument("--triton", metavar="URL", type=http_url,
-                        help="a running Triton's HTTP address: load the model again there")
+    _add_repository_arguments(deploy, "load the model again there")
     deploy.set_defaults(run=_deploy)
 
 
