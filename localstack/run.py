@@ -163,7 +163,7 @@ class LocalRun:
         deadline = time.monotonic() + timeout_s
         while not (self._get("health") or {}).get("ready"):  # ready: tables recovered, partitions assigned
             if self._worker.poll() is not None:
-                raise RunError(f"the worker exited with {self._worker.returncode}: see {self._log('worker')}")
+                raise self._worker_exited()
             if time.monotonic() > deadline:
                 raise RunError(f"the worker was not healthy within {timeout_s:.0f} s: see {self._log('worker')}")
             time.sleep(0.5)
@@ -208,7 +208,7 @@ class LocalRun:
         if self.options.max_windows is not None and self.published >= self.options.max_windows:
             return True
         if self._worker is not None and self._worker.poll() is not None:
-            raise RunError(f"the worker exited with {self._worker.returncode}: see {self._log('worker')}")
+            raise self._worker_exited()
         return False
 
     def stop(self) -> list[str]:
@@ -234,6 +234,16 @@ class LocalRun:
 
     def _log(self, name: str) -> Path:
         return self.options.state_dir / f"{name}.log"
+
+    def _worker_exited(self, lines: int = 30) -> RunError:
+        """The worker's exit status with the end of its log: the reason is usually in its last lines."""
+        assert self._worker is not None
+        try:
+            tail = self._log("worker").read_text(errors="replace").splitlines()[-lines:]
+        except FileNotFoundError:
+            tail = ["(no worker log)"]
+        return RunError(f"the worker exited with {self._worker.returncode}; last lines of {self._log('worker')}:\n"
+                        + "\n".join(tail))
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
