@@ -24,7 +24,7 @@ from serving.explanations import explain_verified  # noqa: E402
 from serving.onnx_backend import OnnxBackend  # noqa: E402
 from trail.decoding import GREEDY  # noqa: E402
 from trail.explain import check  # noqa: E402
-from trail.tracker import replay_windows  # noqa: E402
+from trail.replay import replay_windows  # noqa: E402
 from trail.windows import WindowSpec, parse_duration  # noqa: E402
 from training.cli import DEFAULT_WINDOWS  # noqa: E402
 from training.datasets import open_dataset  # noqa: E402

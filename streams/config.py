@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from trail.decoding import CANDIDATE_DECODINGS, DEFAULT_EXPLANATION_CANDIDATES
 from trail.errors import ConfigError
 from trail.signals import TrendConfig
+from trail.window_driver import DriverSettings
 from trail.windows import WindowSpec, parse_duration
 
 from .progress import STALL_AFTER_S
@@ -69,6 +70,10 @@ class WorkerConfig:
     @property
     def summaries_topic(self) -> str:
         return f"{self.app_id}-window-summaries"
+
+    def driver_settings(self, partitions: int) -> DriverSettings:
+        """What each partition's driver (trail.window_driver) runs with: the same record the offline replay gets."""
+        return DriverSettings(self.window, self.trend, self.n_candidates, partitions, self.max_items)
 
     @classmethod
     def from_env(cls) -> "WorkerConfig":

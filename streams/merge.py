@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, MutableMapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, MutableMapping, Sequence
 
 from serving.backend import Backend, BackendUnavailable
 from serving.explanations import Explanation, explain_verified
@@ -21,6 +21,9 @@ from trail.tracker import Candidate, WindowStats, select_candidates
 from trail.trending_record import (SIGNALS_SHOWN, Faithfulness, ItemSignals, Scorer, TrendingItem, TrendingRecord,
                                    WindowRef, WindowTotals)
 from trail.windows import WindowSpec
+
+if TYPE_CHECKING:
+    from .config import WorkerConfig
 
 __all__ = ["MergerStore", "PartitionReport", "WindowMerger", "SIGNALS_SHOWN"]
 
@@ -68,6 +71,13 @@ class WindowMerger:
 
     def __post_init__(self) -> None:
         self.board = WindowBoard(board_size=self.board_size)
+
+    @classmethod
+    def for_worker(cls, config: "WorkerConfig", partitions: int) -> "WindowMerger":
+        """The worker's merger: every setting from the one config its partitions run with (board size included:
+        global ranks are only right on a board as large as the partitions' own)."""
+        return cls(partitions, config.window, config.n_candidates, config.top_k, board_size=config.trend.board_size,
+                   explanation_candidates=config.explanation_candidates)
 
     def add(self, report: PartitionReport, backend: Backend, fallback: Backend) -> list[dict[str, Any]]:
         """Take one report (duplicates after a crash are ignored); return the records now complete, in order."""

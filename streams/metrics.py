@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from serving.backend import ModelInfo
 from trail.trending_record import EXPLANATION_SOURCES, TrendingRecord
+from trail.window_driver import IngestCounters
 
 __all__ = ["Metrics"]
 
@@ -15,17 +16,15 @@ RATE_WINDOW_S = 10.0  # events/s is averaged over this many seconds of samples
 
 
 @dataclass
-class Metrics:
-    events: int = 0
-    rejected: int = 0
-    late: int = 0
+class Metrics(IngestCounters):
+    """The drivers' event counters (events, direct, rejected, late, forwarded out and in) and the worker's own."""
+
     windows_closed: int = 0
     published: int = 0
     fallbacks: int = 0
-    direct: int = 0  # events counted by the partition they arrived on (the producer partitioned by murmur2)
-    forwarded_out: int = 0  # events this worker's partitions forwarded to the partition owning their item
-    forwarded_in: int = 0  # forwarded events received (counted unless a copy re-sent after a restart)
     catalogue_forwarded: int = 0
+    offset_holes: int = 0  # gaps in a partition's delivered offsets (streams/offset_holes.py)
+    read_back: int = 0  # messages read back from the broker into those gaps
     last_latency_ms: float = 0.0
     close_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=100))
     items_tracked: dict[int, int] = field(default_factory=dict)  # per partition, as of its last window close
@@ -75,6 +74,10 @@ class Metrics:
             f"trail_forwarded_events_received_total {self.forwarded_in}",
             "# TYPE trail_catalogue_forwarded_total counter",
             f"trail_catalogue_forwarded_total {self.catalogue_forwarded}",
+            "# HELP trail_offset_holes_total gaps in a partition's offsets as Faust delivered them; their messages"
+            " are read back from the broker (trail_messages_read_back_total)",
+            "# TYPE trail_offset_holes_total counter", f"trail_offset_holes_total {self.offset_holes}",
+            "# TYPE trail_messages_read_back_total counter", f"trail_messages_read_back_total {self.read_back}",
             "# TYPE trail_partition_windows_closed_total counter",
             f"trail_partition_windows_closed_total {self.windows_closed}",
             "# TYPE trail_windows_published_total counter", f"trail_windows_published_total {self.published}",

@@ -18,7 +18,7 @@ from kafka.partitioner.default import murmur2
 
 from trail.events import Interaction
 
-from .partition_clock import Mark
+from trail.partition_clock import Mark
 
 __all__ = ["FORWARD_CHUNK", "Forwarded", "forward_messages", "mark_message", "murmur2_partition", "parse_rekeyed",
            "partition_owner"]

@@ -14,7 +14,8 @@ import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from streams.app import REKEY_RETENTION_MS, InternalTopic, build_app
+from streams.app import build_app
+from streams.topics import REKEY_RETENTION_MS, InternalTopic
 from streams.config import WorkerConfig
 from streams.kafka_io import create_topics
 from streams.settings import KafkaSettings, TopicNames

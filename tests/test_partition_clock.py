@@ -10,7 +10,7 @@ from collections import Counter, deque
 
 import pytest
 
-from streams.partition_clock import Mark, PartitionClock
+from trail.partition_clock import Mark, PartitionClock
 from streams.routing import FORWARD_CHUNK, Forwarded, forward_messages, mark_message, parse_rekeyed, partition_owner
 from trail.events import Interaction
 from trail.windows import WindowSpec

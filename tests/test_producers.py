@@ -15,7 +15,7 @@ import pytest
 from localstack.kafka import DEFAULT_LIBS
 from streams.kafka_io import create_topics, read_topic
 from streams.settings import KafkaSettings, TopicNames
-from trail.tracker import replay_windows
+from trail.replay import replay_windows
 from trail.windows import WindowSpec
 from training.datasets import OnlineRetail
 

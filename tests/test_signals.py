@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 
 from trail.events import Interaction
 from trail.signals import ItemTrend, PartitionSummary, TrendConfig, WindowBoard
+from trail.replay import replay_windows
 from trail.tracker import (ItemRecord, _hll_add, _hll_count, _users_sketch, apply_event, close_partition_window,
-                          replay_windows, select_candidates)
+                          select_candidates)
 from trail.windows import WindowSpec, parse_duration
 
 CONFIG = TrendConfig()

@@ -13,7 +13,7 @@ import pytest
 from streams.kafka_io import Publisher, create_topics, read_topic
 from streams.merge import SIGNALS_SHOWN
 from streams.settings import KafkaSettings, TopicNames
-from trail.tracker import replay_windows
+from trail.replay import replay_windows
 from trail.windows import WindowSpec
 from training.datasets import OnlineRetail
 

@@ -1,8 +1,9 @@
 """Per-partition trend tracking: apply events to item records, close windows, summarise them — no I/O.
 
 The Faust worker keeps one :class:`ItemRecord` per item in a table (serialised with ``to_state``), and the offline
-side (:func:`replay_windows`) keeps them in a dict; both call the same functions here, so the signals used for
-training are exactly those the workers compute.
+side (:func:`trail.replay.replay_windows`) keeps them in a dict; both run the same driver
+(:mod:`trail.window_driver`) over these functions, so the signals used for training are exactly those the workers
+compute.
 
 Exactly-once counting under at-least-once delivery: each record remembers the highest source offset applied to
 it (``applied_offset``), stored in the same table value as the counts. A redelivered event carries an offset the
@@ -14,17 +15,15 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping, MutableMapping, Sequence
+from typing import Any, Iterable, Mapping, MutableMapping, Sequence
 
 from river import sketch
 
 from .events import Interaction, ItemMeta
-from .signals import ItemTrend, ItemWindow, PartitionSummary, TrendConfig, TrendSignals, WindowBoard, signals_for
-from .windows import WindowSpec
+from .signals import ItemTrend, ItemWindow, PartitionSummary, TrendConfig
 
 __all__ = [
     "Candidate",
-    "ClosedWindow",
     "ItemRecord",
     "OpenWindows",
     "PartitionClose",
@@ -33,7 +32,6 @@ __all__ = [
     "close_partition_window",
     "prerank_order",
     "prerank_score",
-    "replay_windows",
     "select_candidates",
 ]
 
@@ -270,63 +268,6 @@ def select_candidates(closes: Iterable[Sequence[Candidate]], n_candidates: int) 
     """The global top ``n_candidates`` by pre-rank score from every partition's own top list (exact: a
     partition's top-N holds all of its members of the global top-N)."""
     return heapq.nsmallest(n_candidates, (c for group in closes for c in group), key=_candidate_order)
-
-
-# -- offline: the same code over a whole dataset, one partition ------------------------------------------------
-@dataclass(frozen=True)
-class ClosedWindow:
-    index: int
-    signals: tuple[TrendSignals, ...]  # every tracked item, sorted by item id
-    candidates: tuple[TrendSignals, ...]  # the pre-ranked candidates, best first
-    stats: WindowStats
-
-
-def replay_windows(
-    interactions: Iterable[Interaction],
-    spec: WindowSpec,
-    config: TrendConfig = TrendConfig(),
-    items: Iterable[ItemMeta] = (),
-    n_candidates: int = 200,
-) -> Iterator[ClosedWindow]:
-    """Run events through the tracker exactly as one worker holding every item would, yielding each closed
-    window (windows after the last event stay open, as they would in the stream)."""
-    records: dict[str, ItemRecord] = {}
-    metas = {meta.item_id: meta for meta in items}
-    board = WindowBoard(board_size=config.board_size)
-    closed_through: int | None = None
-    max_ts: int | None = None
-    late = 0
-    for event in interactions:
-        window_index = spec.index_of(event.ts_ms)
-        if closed_through is not None and window_index <= closed_through:
-            late += 1
-            continue
-        record = records.get(event.item_id)
-        if record is None:
-            record = records[event.item_id] = ItemRecord(event.item_id)
-            if event.item_id in metas:
-                apply_meta(record, metas[event.item_id])
-        apply_event(record, event, window_index)
-        max_ts = event.ts_ms if max_ts is None else max(max_ts, event.ts_ms)
-        closable = spec.last_closable(max_ts)
-        if closed_through is None:
-            closed_through = min(min(r.open_counts) for r in records.values() if r.open_counts) - 1
-        for index in range(closed_through + 1, closable + 1):
-            result = close_partition_window(records, index, config, n_candidates)
-            board.close(index, [result.summary])
-            meta_of = {w.item_id: (records[w.item_id].title, records[w.item_id].category)
-                       for w in result.windows if w.item_id in records}
-            signals = {w.item_id: signals_for(w, board, *meta_of.get(w.item_id, ("", None)), spec=spec)
-                       for w in result.windows}
-            yield ClosedWindow(
-                index,
-                tuple(signals[item_id] for item_id in sorted(signals)),
-                tuple(signals[c.window.item_id] for c in result.candidates),
-                WindowStats(counted=sum(w.count for w in result.windows), late=late,
-                            items_tracked=len(result.windows)),
-            )
-            late = 0
-            closed_through = index
 
 
 # -- helpers -----------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Iterable, Iterator, Sequence
 from trail.errors import ConfigError
 from trail.events import Interaction, ItemMeta
 from trail.signals import TrendConfig, TrendSignals
-from trail.tracker import replay_windows
+from trail.replay import replay_windows
 from trail.windows import WindowSpec
 
 __all__ = ["Example", "Split", "build_examples", "events_hash", "subsample", "temporal_split"]

@@ -3,7 +3,7 @@
 Each partition of ``interactions`` owns the items Kafka's default partitioner (murmur2 of the item id) puts there.
 A producer that partitions differently (librdkafka's CRC32, random, round-robin, no key) puts some events on a
 partition that does not own their item: that partition forwards them to the owner over the internal re-key topic
-(see :mod:`streams.routing`). So a partition's windows are fed by its own input and by every other partition,
+(see ``streams.routing``). So a partition's windows are fed by its own input and by every other partition,
 and it may close window *w* only when every partition has passed *w* in its own input — otherwise a forwarded
 event of *w* could still be on its way.
 
