@@ -174,6 +174,22 @@ def test_the_global_board_uses_the_configured_board_size() -> None:
     assert merger.board.board_size == 3 and sorted(merger.board.ranks.values()) == [1, 2, 3]
 
 
+def test_the_workers_merger_takes_every_setting_from_the_worker_config() -> None:
+    """The bug this guards: the worker built its merger with the default board (200) while its partitions used
+    TRAIL_BOARD_SIZE, so any other size gave wrong global ranks. Partitions and merger now read one config."""
+    from streams.config import WorkerConfig
+
+    config = WorkerConfig(window=SPEC, trend=TrendConfig(board_size=3), n_candidates=20, top_k=5,
+                          explanation_candidates=1)
+    merger = WindowMerger.for_worker(config, partitions=2)
+    assert (merger.board.board_size, merger.n_candidates, merger.top_k, merger.explanation_candidates) == (3, 20, 5, 1)
+    assert config.driver_settings(2).trend.board_size == 3
+    for window in (100, 101):
+        for report in _reports(window):
+            merger.add(report, BaselineBackend(), BaselineBackend())
+    assert sorted(merger.board.ranks.values()) == [1, 2, 3]
+
+
 def test_a_merger_saved_whole_by_an_older_worker_is_migrated_to_one_key_per_report() -> None:
     old = WindowMerger(3, SPEC, 20, 5)
     for report in _reports(100, partitions=3)[:2]:

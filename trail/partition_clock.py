@@ -88,7 +88,9 @@ class PartitionClock:
             return False
         closable = spec.last_closable(self.wm)
         if closable <= self.own_closable:
-            self.marks[self.partition] = self.own_mark()
+            own = self.marks.get(self.partition)
+            if own is None or own.first != self.first or own.closable != self.own_closable:  # (not per event)
+                self.marks[self.partition] = self.own_mark()
             return False
         if self.late or self.rejected:  # reported with the first window this move lets close
             window = self.own_closable + 1

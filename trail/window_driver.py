@@ -201,7 +201,10 @@ class PartitionDriver:
             else:
                 owner = self.owner_of(interaction.item_id)
                 if owner == self.partition:
-                    yield from self._count(interaction, window, position, None, fresh, batch_index)
+                    refused = self._count(interaction, window, position, None, fresh, batch_index)
+                    if refused is not None:
+                        yield refused
+                        self._rejected()
                 else:  # (re-sent after a crash too: the owner drops what it already applied)
                     self.outbox.setdefault(owner, []).append((position, interaction))
                     counters.forwarded_out += fresh
@@ -220,7 +223,10 @@ class PartitionDriver:
             window = self.settings.spec.index_of(interaction.ts_ms)
             if clock.closed is not None and window <= clock.closed:
                 continue  # a copy re-sent after the source restarted: the window it counted in is already closed
-            yield from self._count(interaction, window, position, source, fresh, None)
+            refused = self._count(interaction, window, position, source, fresh, None)
+            if refused is not None:
+                yield refused
+                self._rejected()
             if fresh:
                 clock.forwarded_seen[source] = position
 
@@ -239,23 +245,29 @@ class PartitionDriver:
 
     # -- steps ----------------------------------------------------------------------------------------------
     def _count(self, interaction: Interaction, window: int, position: int, source: int | None, fresh: bool,
-               batch_index: int | None) -> Iterator[Effect]:
-        """Count an event of an item this partition owns (``source``: the partition it was forwarded from)."""
+               batch_index: int | None) -> Reject | None:
+        """Count an event of an item this partition owns (``source``: the partition it was forwarded from); the
+        dead letter to send when it is a fresh event of a new item beyond the item limit. (A plain function, not a
+        generator: it runs once per event, and a generator object per event costs more than the counting.)"""
         windows = self.store.lookup(interaction.item_id)
         if windows is None:
             limit = self.settings.max_items
             if limit is not None and self.clock.items >= limit:
-                if fresh:
-                    forwarded = (source, position, interaction) if source is not None else None
-                    yield Reject(_item_limit_error(self.partition, limit), batch_index, forwarded)
-                    self.counters.rejected += 1
-                    self.clock.rejected += 1
-                return
+                if not fresh:
+                    return None
+                forwarded = (source, position, interaction) if source is not None else None
+                return Reject(_item_limit_error(self.partition, limit), batch_index, forwarded)
             self.clock.items += 1
             windows = self.store.add(interaction.item_id)
         if apply_event(windows, interaction, window, position, source):
             self.counters.events += 1
             self.counters.direct += source is None
+        return None
+
+    def _rejected(self) -> None:
+        """A dead letter for an event of a new item was acknowledged: count the rejection."""
+        self.counters.rejected += 1
+        self.clock.rejected += 1
 
     def _take_outbox(self) -> dict[int, list[ForwardedEvent]]:
         outbox, self.outbox = self.outbox, {}
