@@ -17,7 +17,6 @@ from typing import Any, Callable, Iterable, Mapping
 from kafka.partitioner.default import murmur2
 
 from trail.events import Interaction
-
 from trail.partition_clock import Mark
 
 __all__ = ["FORWARD_CHUNK", "Forwarded", "forward_messages", "mark_message", "murmur2_partition", "parse_rekeyed",
