@@ -2,6 +2,7 @@
 composer) run offline over a dataset's validation windows with an exported version, as the merger runs it.
 
 ``python benchmarks/explain_share.py --version triton_models/trail/1 --dataset online-retail --windows 4``
+(``--first``: the dataset's first windows, where a worker started on an empty topic begins)
 prints, and writes to ``reports/explain_share_<dataset>.json``: the share of published texts from each source,
 the claim precision of the greedy texts alone and of what is published, and seconds per window. Validation
 windows only (the windows just before the test windows of ``trail evaluate``): prompts and decoding are chosen
@@ -22,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from serving.explanations import explain_verified  # noqa: E402
 from serving.onnx_backend import OnnxBackend  # noqa: E402
-from trail.decoding import GREEDY  # noqa: E402
+from trail.decoding import CANDIDATE_DECODINGS, DEFAULT_EXPLANATION_CANDIDATES, GREEDY  # noqa: E402
 from trail.explain import check  # noqa: E402
 from trail.replay import replay_windows  # noqa: E402
 from trail.windows import WindowSpec, parse_duration  # noqa: E402
@@ -36,6 +37,12 @@ def main() -> int:
     parser.add_argument("--dataset", default="online-retail")
     parser.add_argument("--windows", type=int, default=4, help="validation windows, the latest ones")
     parser.add_argument("--top-k", type=int, default=10)
+    parser.add_argument("--candidates", type=int, default=DEFAULT_EXPLANATION_CANDIDATES,
+                        choices=range(1, len(CANDIDATE_DECODINGS) + 1),
+                        help="decodings tried before the composer, as TRAIL_EXPLANATION_CANDIDATES (the worker's default)")
+    parser.add_argument("--first", action="store_true",
+                        help="the dataset's first windows instead, as a worker started on an empty topic (make run) "
+                             "meets them: every item is new, its previous count 0")
     args = parser.parse_args()
     version = args.version.resolve()
     backend = OnnxBackend(version.parent.parent, version.parent.name)
@@ -45,7 +52,7 @@ def main() -> int:
     spec = WindowSpec(parse_duration(DEFAULT_WINDOWS.get(args.dataset, "7d")))
     windows = list(replay_windows(dataset.interactions(), spec, items=dataset.items()))
     n_test = max(1, round((len(windows) - 1) * 0.15))  # as training.examples.temporal_split over labelled windows
-    chosen = windows[-2 * n_test - 1: -n_test - 1][-args.windows:]
+    chosen = windows[: args.windows] if args.first else windows[-2 * n_test - 1: -n_test - 1][-args.windows:]
     sources: Counter = Counter()
     greedy_claims = greedy_verified = published_claims = published_verified = 0
     seconds = []
@@ -55,7 +62,8 @@ def main() -> int:
         forecasts = backend.score(candidates)
         top = sorted(range(len(candidates)), key=lambda i: -(forecasts[i].score or 0.0))[: args.top_k]
         signals, chosen_forecasts = [candidates[i] for i in top], [forecasts[i] for i in top]
-        explanations = explain_verified(backend, signals, chosen_forecasts, range(len(top)))
+        explanations = explain_verified(backend, signals, chosen_forecasts, range(len(top)),
+                                        CANDIDATE_DECODINGS[: args.candidates])
         seconds.append(time.monotonic() - started)
         greedy = backend.explain(signals, chosen_forecasts, [GREEDY] * len(signals))
         for text, s, f, e in zip(greedy, signals, chosen_forecasts, explanations):
@@ -68,12 +76,13 @@ def main() -> int:
             print(f"window {window.index} {e.source:>17}: {e.text}", flush=True)
     total = sum(sources.values())
     report = {"version": str(version), "dataset": args.dataset, "windows": [w.index for w in chosen],
-              "top_k": args.top_k, "sources": dict(sources),
+              "which": "first" if args.first else "validation",
+              "top_k": args.top_k, "candidates": args.candidates, "sources": dict(sources),
               "model_written_share": round((sources["model"] + sources["model-constrained"]) / total, 3),
               "greedy_claim_precision": round(greedy_verified / greedy_claims, 4) if greedy_claims else None,
               "published_claim_precision": round(published_verified / published_claims, 4),
               "seconds_per_window": round(sum(seconds) / len(seconds), 1)}
-    out = ROOT / "reports" / f"explain_share_{args.dataset}.json"
+    out = ROOT / "reports" / f"explain_share_{args.dataset}{'_first' if args.first else ''}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
     return 0

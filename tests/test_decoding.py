@@ -5,16 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trail.decoding import Decoding, NumberConstraint, RowDecoder, fact_numbers, next_token
+from trail.decoding import FACTS_LABEL, Decoding, NumberConstraint, RowDecoder, fact_numbers, next_token
 
-VOCAB = {**{str(d): d for d in range(10)}, ".": 10, " up": 11, "%": 12, " to": 13, "x": 14, "<eos>": 15, "1st": 16}
+VOCAB = {**{str(d): d for d in range(10)}, ".": 10, " up": 11, "%": 12, " to": 13, "x": 14, "<eos>": 15, "1st": 16,
+         "Ġrose": 17, "Ġ": 18, "Ġby": 19, "Ġfrom": 20}
 TOKENS = {i: t for t, i in VOCAB.items()}
 CONSTRAINT = NumberConstraint.from_vocab(VOCAB)
 
 
-def _decode(preferences: list[list[str]], facts: set[str], decoding: Decoding = Decoding(constrained=True)) -> str:
+def _decode(preferences: list[list[str]], facts: set[str], decoding: Decoding = Decoding(constrained=True),
+            row: RowDecoder | None = None) -> str:
     """At each step the model prefers the listed tokens in that order (the first is its favourite)."""
-    row = RowDecoder(decoding, CONSTRAINT, frozenset(facts))
+    row = row or RowDecoder(decoding, CONSTRAINT, frozenset(facts))
     text = ""
     for wanted in preferences:
         logits = np.zeros(len(VOCAB), dtype=np.float32)
@@ -27,6 +29,23 @@ def _decode(preferences: list[list[str]], facts: set[str], decoding: Decoding = 
 def test_vocabulary_digits_points_and_mixed_tokens_are_found() -> None:
     assert dict(CONSTRAINT.digit_ids) == {d: str(d) for d in range(10)}
     assert CONSTRAINT.point_ids == {10} and CONSTRAINT.other_digit_ids == {16}
+    assert CONSTRAINT.direction_ids == {11, 17} and CONSTRAINT.space_ids == {18} and CONSTRAINT.by_ids == {19}
+
+
+def _row(facts: str) -> RowDecoder:
+    return RowDecoder.for_item(Decoding(constrained=True), CONSTRAINT, "item: MUG", f"\nforecast: 59{FACTS_LABEL}{facts}\nwhy:")
+
+
+def test_after_a_direction_word_only_the_size_of_a_move_may_follow() -> None:
+    """What the format-2 model wrote for an item new this window: "rose 0" (0 is a fact, but not a move's size)."""
+    new_item = "up from 0 to 59 interactions; it is new on the board at #2"
+    assert _decode([["Ġrose"], ["Ġ", "Ġfrom"], ["Ġ"], ["0", "5"]], set(), row=_row(new_item)) == "ĠroseĠfromĠ0"
+    assert _decode([["Ġrose"], ["Ġ", " to"], ["Ġ"], ["5", "0"], ["9"]], set(), row=_row(new_item)) == "Ġrose toĠ59"
+    risen = "up 17% from 47 to 55 interactions"
+    assert _decode([[" up"], ["Ġ"], ["4", "1"], ["7"], ["%"]], set(), row=_row(risen)) == " upĠ17%"
+    assert _decode([["Ġrose"], ["Ġby"], ["Ġ"], ["4", "1"], ["7"]], set(), row=_row(risen)) == "ĠroseĠbyĠ17"
+    # away from a direction word every fact may be written again
+    assert _decode([["Ġfrom"], ["Ġ"], ["4"], ["7"]], set(), row=_row(risen)) == "ĠfromĠ47"
 
 
 def test_a_number_that_is_not_a_fact_cannot_be_written() -> None:

@@ -9,7 +9,12 @@ forecast cue show (:func:`fact_numbers`); where the cue lists the item's facts (
 :data:`FACTS_LABEL`), only the cue's numbers, so the calendar's and the count history's numbers cannot be written.
 While the model writes a number, only digits (and a decimal point) that
 keep it a prefix of some fact may follow, and the number may only end where it equals a fact. "rose 26%" can then
-not be written unless 26 is a fact; a wrong direction word is left to the checker, which rejects the candidate.
+not be written unless 26 is a fact. A number right after a direction word ("rose", "up", "fell by") is the size of
+a move, so there only the numbers the facts themselves write after one may follow (:func:`direction_numbers`: "up
+17% from 47 to 55" allows "up 17", not "up 47"): the model of format 2 wrote "rose 0" for an item new this window
+(0 to 59), a true number in the wrong place. Where the facts write no number after a direction word, the space
+before a number cannot follow one either, so the model goes on with a word ("rose from 0 to 59", "rose to 59").
+A wrong direction word is left to the checker, which rejects the candidate.
 Tokenizers whose digits are single tokens (SmolLM2, Llama) are constrained exactly; any other token that contains
 a digit is never chosen in constrained mode.
 
@@ -30,13 +35,20 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-__all__ = ["CANDIDATE_DECODINGS", "DRAFT_TOKENS", "FACTS_LABEL", "DEFAULT_EXPLANATION_CANDIDATES", "Decoding", "GREEDY", "NumberConstraint", "RowDecoder", "fact_numbers",
-           "next_token"]
+__all__ = ["CANDIDATE_DECODINGS", "DEFAULT_EXPLANATION_CANDIDATES", "DIRECTION_WORDS", "DRAFT_TOKENS", "FACTS_LABEL",
+           "Decoding", "GREEDY", "NumberConstraint", "RowDecoder", "direction_numbers", "fact_numbers", "next_token"]
 
 SAMPLE_TEMPERATURE = 0.7
 SAMPLE_TOP_K = 20
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 FACTS_LABEL = "\nfacts: "  # prompt format 2's cue lists every fact an explanation may state after this
+# Words after which a number is the size of a move ("up 17%", "rose by 12", "down 2 places"); "by" may sit between.
+DIRECTION_WORDS = frozenset(
+    "up down rise rises rising rose risen fall falls falling fell fallen grow grows growing grew grown climb climbs "
+    "climbing climbed slip slips slipping slipped gain gains gained lose loses losing lost jump jumps jumped drop "
+    "drops dropping dropped increase increases increasing increased decrease decreases decreasing decreased "
+    "decline declines declining declined surge surges surged".split())
+_DIRECTION_NUMBER = re.compile(rf"\b(?:{'|'.join(sorted(DIRECTION_WORDS))})\s+(?:by\s+)?(\d+(?:\.\d+)?)", re.I)
 
 
 @dataclass(frozen=True)
@@ -106,6 +118,22 @@ def fact_numbers(text: str) -> frozenset[str]:
     return frozenset(_NUMBER.findall(text))
 
 
+def direction_numbers(text: str) -> frozenset[str]:
+    """The numbers ``text`` writes right after a direction word: the sizes of moves.
+
+    >>> sorted(direction_numbers("up 17% from 47 to 55 interactions; it ranks #8, down 3 places from #5"))
+    ['17', '3']
+    >>> sorted(direction_numbers("up from 0 to 59 interactions; it is new on the board at #2"))
+    []
+    """
+    return frozenset(_DIRECTION_NUMBER.findall(text))
+
+
+def _word(token: str) -> str:
+    """A token's text without the tokenizer's word-start marker (GPT-2's "Ġ", SentencePiece's "▁") or spaces."""
+    return token.replace("Ġ", " ").replace("▁", " ").strip().lower()
+
+
 @dataclass(frozen=True)
 class NumberConstraint:
     """The digit tokens of a vocabulary, and which of them may follow a number in progress."""
@@ -113,18 +141,29 @@ class NumberConstraint:
     digit_ids: Mapping[int, str]  # token id → its digit string
     point_ids: frozenset[int]  # tokens that are exactly "."
     other_digit_ids: frozenset[int]  # tokens mixing digits with other characters: never chosen when constrained
+    direction_ids: frozenset[int] = frozenset()  # one of DIRECTION_WORDS, with or without a word-start marker
+    space_ids: frozenset[int] = frozenset()  # a bare space ("Ġ"), which a number follows in GPT-2-style vocabularies
+    by_ids: frozenset[int] = frozenset()  # "by", as in "rose by 12"
 
     @classmethod
     def from_vocab(cls, vocab: Mapping[str, int]) -> "NumberConstraint":
-        digits, points, others = {}, set(), set()
+        digits, points, others, directions, spaces, bys = {}, set(), set(), set(), set(), set()
         for token, token_id in vocab.items():
+            word = _word(token)
             if token.isdigit() and token.isascii():
                 digits[token_id] = token
             elif token == ".":
                 points.add(token_id)
             elif any(ch.isdigit() for ch in token):
                 others.add(token_id)
-        return cls(digits, frozenset(points), frozenset(others))
+            elif word in DIRECTION_WORDS:
+                directions.add(token_id)
+            elif token and not word:
+                spaces.add(token_id)
+            elif word == "by":
+                bys.add(token_id)
+        return cls(digits, frozenset(points), frozenset(others), frozenset(directions), frozenset(spaces),
+                   frozenset(bys))
 
 
 @dataclass
@@ -134,8 +173,11 @@ class RowDecoder:
     decoding: Decoding
     constraint: NumberConstraint | None = None
     facts: frozenset[str] = frozenset()
+    move_facts: frozenset[str] | None = None  # the numbers allowed right after a direction word; None: any fact
     number: str = ""  # digits (and at most one ".") written since the last other character
+    after_direction: bool = False  # the last word was a direction word (then maybe "by", a space, digits)
     _prefixes: frozenset[str] = field(default=frozenset(), init=False, repr=False)
+    _move_prefixes: frozenset[str] = field(default=frozenset(), init=False, repr=False)
     _rng: np.random.Generator | None = field(default=None, init=False, repr=False)
 
     @classmethod
@@ -143,12 +185,15 @@ class RowDecoder:
         """The decoder of one item's explanation: constrained to the numbers of its prompt and cue if asked."""
         if not decoding.constrained:
             return cls(decoding)
-        return cls(decoding, constraint, fact_numbers(cue if FACTS_LABEL in cue else prompt + cue))
+        if FACTS_LABEL in cue:
+            return cls(decoding, constraint, fact_numbers(cue), direction_numbers(cue))
+        return cls(decoding, constraint, fact_numbers(prompt + cue))
 
     def __post_init__(self) -> None:
         if self.decoding.constrained and self.constraint is None:
             raise ValueError("constrained decoding needs the vocabulary's NumberConstraint")
-        self._prefixes = frozenset(fact[:n] for fact in self.facts for n in range(1, len(fact) + 1))
+        self._prefixes = _prefixes_of(self.facts)
+        self._move_prefixes = _prefixes_of(self.move_facts if self.move_facts is not None else self.facts)
         if self.decoding.seed:
             self._rng = np.random.default_rng(self.decoding.seed)
 
@@ -158,13 +203,17 @@ class RowDecoder:
         assert constraint is not None
         out = logits.astype(np.float32, copy=True)
         number = self.number
-        complete = number.rstrip(".") in self.facts if number else True
-        blocked = [i for i, digit in constraint.digit_ids.items() if number + digit not in self._prefixes]
-        if number and not number.endswith(".") and not (number + "." in self._prefixes or complete):
+        moving = self.after_direction and self.move_facts is not None
+        facts, prefixes = (self.move_facts, self._move_prefixes) if moving else (self.facts, self._prefixes)
+        complete = number.rstrip(".") in facts if number else True
+        blocked = [i for i, digit in constraint.digit_ids.items() if number + digit not in prefixes]
+        if number and not number.endswith(".") and not (number + "." in prefixes or complete):
             blocked += constraint.point_ids
+        if moving and not number and not prefixes:  # no size of a move to write: no space to write one after
+            blocked += constraint.space_ids
         if not complete:  # in the middle of a number: only its continuations
-            allowed = [i for i, digit in constraint.digit_ids.items() if number + digit in self._prefixes]
-            if not number.endswith(".") and number + "." in self._prefixes:
+            allowed = [i for i, digit in constraint.digit_ids.items() if number + digit in prefixes]
+            if not number.endswith(".") and number + "." in prefixes:
                 allowed += constraint.point_ids
             masked = np.full_like(out, -np.inf)
             masked[allowed] = out[allowed]
@@ -188,13 +237,21 @@ class RowDecoder:
         """Record the chosen token (keeps track of the number in progress)."""
         if self.constraint is None:
             return
-        digit = self.constraint.digit_ids.get(token_id)
+        constraint = self.constraint
+        digit = constraint.digit_ids.get(token_id)
         if digit is not None:
             self.number += digit
-        elif token_id in self.constraint.point_ids and self.number and "." not in self.number:
+        elif token_id in constraint.point_ids and self.number and "." not in self.number:
             self.number += "."
         else:
+            self.after_direction = token_id in constraint.direction_ids or (
+                self.after_direction and not self.number
+                and (token_id in constraint.space_ids or token_id in constraint.by_ids))
             self.number = ""
+
+
+def _prefixes_of(numbers: Iterable[str]) -> frozenset[str]:
+    return frozenset(number[:n] for number in numbers for n in range(1, len(number) + 1))
 
 
 def next_token(row: RowDecoder, logits: np.ndarray) -> int:
