@@ -292,6 +292,15 @@ def test_steady_words_use_the_band_and_no_change_means_equal() -> None:
     same, same_forecast = make_signals(count=100.0, previous_count=100.0)
     assert check("No change this window.", same, same_forecast).all_verified
     assert not check("It rose this window.", same, same_forecast).all_verified
+    near, near_forecast = make_signals(count=37.0, previous_count=35.0)
+    for exact in ("37 interactions this window, the same number as the previous window.",
+                  "37 interactions this window, the same as the previous window.", "Interactions were unchanged."):
+        assert not check(exact, near, near_forecast).all_verified, exact
+    assert check("Interactions were roughly steady, from 35 to 37.", near, near_forecast).all_verified
+    assert check("37 interactions this window, the same number as the previous window.", same, same_forecast
+                 ).all_verified is False  # 100 -> 100: the count is wrong
+    assert check("100 interactions this window, the same number as the previous window.", same, same_forecast
+                 ).all_verified
 
 
 GRAMMAR_WORDS = ["up", "down", "from", "to", "#3", "No.", "4", "0", "2.1x", "40%", "-12%", "places", "spots", "higher",

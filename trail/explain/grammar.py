@@ -17,7 +17,7 @@ least" (actual >= stated - tolerance), "less than/under/at most" (actual <= stat
 
 Tolerances. A direction of the recent change, the category or the long-term level holds when it matches the
 steady band (:func:`trail.explain.forecast.band_direction`) or the sign of the difference ("up" and "steady" are
-both true of 100 -> 105); "no change"/"unchanged"/"the same as" need equality; the forecast must match the band
+both true of 100 -> 105); "no change"/"unchanged"/"the same (number) as" need equality; the forecast must match the band
 exactly. Percentages: within PERCENT_TOLERANCE_POINTS points or PERCENT_TOLERANCE_RELATIVE of the truth, with its
 sign; counts and users: within COUNT_TOLERANCE; the long-term mean: COUNT_TOLERANCE or MEAN_TOLERANCE_RELATIVE;
 ratios: RATIO_TOLERANCE_ABSOLUTE or RATIO_TOLERANCE_RELATIVE of ``level_ratio`` or ``count / long_term_mean``;
@@ -61,7 +61,8 @@ _RISE_VERBS = (r"ris[ei]\w*|rose|gr[eo]w\w*|climb\w*|gain\w*|increas\w*|jump\w*|
                r"|soar\w*|advanc\w*|rebound\w*|recover\w*|accelerat\w*")
 _FALL_VERBS = (r"fall\w*|fell|drop\w*|declin\w*|decreas\w*|slip\w*|slid(?:e|es|ing)?|dip(?:s|ped|ping)?|shr[iau]nk\w*"
                r"|s[aiu]nk\w*|slump\w*|plung\w*|tumbl\w*|los(?:e|es|t|ing|s)|retreat\w*")
-_STEADY_WORDS = (r"steady|stable|flat|unchanged|no\s+change|(?:little|barely)\s+changed|the\s+same\s+as"
+_SAME_AS = r"the\s+same(?:\s+(?:number|count|amount|total|level)(?:\s+of\s+interactions)?)?\s+as"
+_STEADY_WORDS = (rf"steady|stable|flat|unchanged|no\s+change|(?:little|barely)\s+changed|{_SAME_AS}"
                  r"|h[oe]ld\w*\s+steady")
 _RISE = rf"up|upward|higher|more|pick(?:s|ed|ing)?\s+up|{_RISE_VERBS}"
 _FALL = rf"down|downward|lower|less|fewer|cool\w*|eas(?:e|es|ed|ing)|fad(?:e|es|ed|ing)|{_FALL_VERBS}"
@@ -92,7 +93,7 @@ _CATEGORY_MARK, _OTHER_MARK = "\ue000", "\ue001"  # private-use characters: neve
 _NEGATION = re.compile(r"\b(?:not|never|no\s+longer|unlikely|cannot)\b|n['’]t\b", re.IGNORECASE)
 _HEDGED_BEFORE = re.compile(r"\b(?:roughly|largely|nearly|almost|broadly|virtually|practically|essentially|mostly"
                             r"|about|more\s+or\s+less)\s*$", re.IGNORECASE)
-_EXACT_STEADY = re.compile(r"no\s+change|unchanged|the\s+same(?:\s+as)?", re.IGNORECASE)
+_EXACT_STEADY = re.compile(rf"no\s+change|unchanged|the\s+same|{_SAME_AS}", re.IGNORECASE)
 _RISE_RE, _FALL_RE, _STEADY_RE = (re.compile(p, re.IGNORECASE) for p in (_RISE, _FALL, _STEADY))
 
 
