@@ -8,7 +8,7 @@ import pytest
 from trail.decoding import FACTS_LABEL, Decoding, NumberConstraint, RowDecoder, fact_numbers, next_token
 
 VOCAB = {**{str(d): d for d in range(10)}, ".": 10, " up": 11, "%": 12, " to": 13, "x": 14, "<eos>": 15, "1st": 16,
-         "Ġrose": 17, "Ġ": 18, "Ġby": 19, "Ġfrom": 20, "Ġsame": 21, "Ġas": 22, "Ġunchanged": 23, "Ġlevel": 24}
+         "Ġrose": 17, "Ġ": 18, "Ġby": 19, "Ġfrom": 20}
 TOKENS = {i: t for t, i in VOCAB.items()}
 CONSTRAINT = NumberConstraint.from_vocab(VOCAB)
 
@@ -46,16 +46,6 @@ def test_after_a_direction_word_only_the_size_of_a_move_may_follow() -> None:
     assert _decode([["Ġrose"], ["Ġby"], ["Ġ"], ["4", "1"], ["7"]], set(), row=_row(risen)) == "ĠroseĠbyĠ17"
     # away from a direction word every fact may be written again
     assert _decode([["Ġfrom"], ["Ġ"], ["4"], ["7"]], set(), row=_row(risen)) == "ĠfromĠ47"
-
-
-def test_an_equality_is_claimed_only_where_the_facts_state_one() -> None:
-    """The model wrote "the same as the previous window" for 35 -> 37, which its facts called roughly steady."""
-    steady = "roughly steady, from 35 to 37 interactions; it is expected to hold steady next window"
-    wants = [["Ġsame", "Ġlevel"], ["Ġas", "Ġlevel"], ["Ġunchanged", "Ġas", "Ġlevel"]]
-    assert _decode(wants, set(), row=_row(steady)) == "ĠlevelĠasĠas"
-    assert _decode(wants, set(), row=_row("no change at 37 interactions")) == "ĠsameĠasĠunchanged"
-    unconstrained = RowDecoder.for_item(Decoding(), CONSTRAINT, "item: MUG", f"{FACTS_LABEL}{steady}\nwhy:")
-    assert _decode(wants, set(), row=unconstrained) == "ĠsameĠasĠunchanged"
 
 
 def test_a_number_that_is_not_a_fact_cannot_be_written() -> None:

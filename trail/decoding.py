@@ -14,10 +14,7 @@ a move, so there only the numbers the facts themselves write after one may follo
 17% from 47 to 55" allows "up 17", not "up 47"): the model of format 2 wrote "rose 0" for an item new this window
 (0 to 59), a true number in the wrong place. Where the facts write no number after a direction word, the space
 before a number cannot follow one either, so the model goes on with a word ("rose from 0 to 59", "rose to 59").
-Words that claim an exact equality ("the same (number) as the previous window", "unchanged", "no change":
-:data:`EQUALITY_PHRASES`) cannot be written where the facts state no equality: the model wrote "the same as the
-previous window" for 35 -> 37, which the facts call "roughly steady", and once "as" was barred, "the same number as". Any other wrong direction word is left to the
-checker, which rejects the candidate.
+A wrong direction word is left to the checker, which rejects the candidate.
 Tokenizers whose digits are single tokens (SmolLM2, Llama) are constrained exactly; any other token that contains
 a digit is never chosen in constrained mode.
 
@@ -38,8 +35,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-__all__ = ["CANDIDATE_DECODINGS", "DEFAULT_EXPLANATION_CANDIDATES", "DIRECTION_WORDS", "DRAFT_TOKENS", "EQUALITY_PHRASES",
-           "FACTS_LABEL",
+__all__ = ["CANDIDATE_DECODINGS", "DEFAULT_EXPLANATION_CANDIDATES", "DIRECTION_WORDS", "DRAFT_TOKENS", "FACTS_LABEL",
            "Decoding", "GREEDY", "NumberConstraint", "RowDecoder", "direction_numbers", "fact_numbers", "next_token"]
 
 SAMPLE_TEMPERATURE = 0.7
@@ -52,10 +48,6 @@ DIRECTION_WORDS = frozenset(
     "climbing climbed slip slips slipping slipped gain gains gained lose loses losing lost jump jumps jumped drop "
     "drops dropping dropped increase increases increasing increased decrease decreases decreasing decreased "
     "decline declines declining declined surge surges surged".split())
-# Word sequences (tokens' words, see _word) that claim an exact equality, and what in the facts states one.
-EQUALITY_PHRASES = (("same",), ("unchanged",), ("un", "changed"), ("no", "change"))
-_EQUALITY_WORDS = frozenset(word for phrase in EQUALITY_PHRASES for word in phrase)
-_STATED_EQUALITY = re.compile(r"no change|the same|unchanged", re.I)
 _DIRECTION_NUMBER = re.compile(rf"\b(?:{'|'.join(sorted(DIRECTION_WORDS))})\s+(?:by\s+)?(\d+(?:\.\d+)?)", re.I)
 
 
@@ -152,15 +144,12 @@ class NumberConstraint:
     direction_ids: frozenset[int] = frozenset()  # one of DIRECTION_WORDS, with or without a word-start marker
     space_ids: frozenset[int] = frozenset()  # a bare space ("Ġ"), which a number follows in GPT-2-style vocabularies
     by_ids: frozenset[int] = frozenset()  # "by", as in "rose by 12"
-    equality_words: Mapping[int, str] = field(default_factory=dict)  # token id → its word, for EQUALITY_PHRASES
 
     @classmethod
     def from_vocab(cls, vocab: Mapping[str, int]) -> "NumberConstraint":
-        digits, points, others, directions, spaces, bys, equality = {}, set(), set(), set(), set(), set(), {}
+        digits, points, others, directions, spaces, bys = {}, set(), set(), set(), set(), set()
         for token, token_id in vocab.items():
             word = _word(token)
-            if word in _EQUALITY_WORDS:
-                equality[token_id] = word
             if token.isdigit() and token.isascii():
                 digits[token_id] = token
             elif token == ".":
@@ -174,10 +163,7 @@ class NumberConstraint:
             elif word == "by":
                 bys.add(token_id)
         return cls(digits, frozenset(points), frozenset(others), frozenset(directions), frozenset(spaces),
-                   frozenset(bys), equality)
-
-    def ids_of(self, word: str) -> list[int]:
-        return [token_id for token_id, w in self.equality_words.items() if w == word]
+                   frozenset(bys))
 
 
 @dataclass
@@ -190,8 +176,6 @@ class RowDecoder:
     move_facts: frozenset[str] | None = None  # the numbers allowed right after a direction word; None: any fact
     number: str = ""  # digits (and at most one ".") written since the last other character
     after_direction: bool = False  # the last word was a direction word (then maybe "by", a space, digits)
-    ban_equality: bool = False  # the facts state no equality: EQUALITY_PHRASES cannot be written
-    last_word: str = ""  # the last token's word, if it is one of EQUALITY_PHRASES' words
     _prefixes: frozenset[str] = field(default=frozenset(), init=False, repr=False)
     _move_prefixes: frozenset[str] = field(default=frozenset(), init=False, repr=False)
     _rng: np.random.Generator | None = field(default=None, init=False, repr=False)
@@ -202,8 +186,7 @@ class RowDecoder:
         if not decoding.constrained:
             return cls(decoding)
         if FACTS_LABEL in cue:
-            return cls(decoding, constraint, fact_numbers(cue), direction_numbers(cue),
-                       ban_equality=not _STATED_EQUALITY.search(cue))
+            return cls(decoding, constraint, fact_numbers(cue), direction_numbers(cue))
         return cls(decoding, constraint, fact_numbers(prompt + cue))
 
     def __post_init__(self) -> None:
@@ -235,10 +218,6 @@ class RowDecoder:
             masked = np.full_like(out, -np.inf)
             masked[allowed] = out[allowed]
             return masked
-        if self.ban_equality:
-            for phrase in EQUALITY_PHRASES:
-                if len(phrase) == 1 or self.last_word == phrase[-2]:
-                    blocked += constraint.ids_of(phrase[-1])
         out[blocked] = -np.inf
         out[list(constraint.other_digit_ids)] = -np.inf
         return out
@@ -259,7 +238,6 @@ class RowDecoder:
         if self.constraint is None:
             return
         constraint = self.constraint
-        self.last_word = constraint.equality_words.get(token_id, "")
         digit = constraint.digit_ids.get(token_id)
         if digit is not None:
             self.number += digit
