@@ -34,11 +34,11 @@ import torch  # noqa: E402
 
 from localstack import LocalTriton, free_port  # noqa: E402
 from serving.onnx_backend import score_inputs  # noqa: E402
-from serving.trail_onnx import MANIFEST_FILE, SCORE_FILE, TrailOnnx  # noqa: E402
+from serving.trail_onnx import GENERATOR_FILE, MANIFEST_FILE, SCORE_FILE, TrailOnnx  # noqa: E402
 from serving.triton_backend import TritonBackend  # noqa: E402
 from trail.decoding import Decoding  # noqa: E402
 from trail.prompt import explanation_cue, render_prompt  # noqa: E402
-from training.export import export_model, verification_signals  # noqa: E402
+from training.export import export_model, restore_every_logit, verification_signals  # noqa: E402
 from training.metrics import spearman  # noqa: E402
 from training.model import TrailModel  # noqa: E402
 from training.quantize import quantize_scoring_graph  # noqa: E402
@@ -94,6 +94,28 @@ def explanation_speed(runtime: TrailOnnx, signals: Sequence, window_candidates: 
     return out
 
 
+def logit_cut_speed(cut: TrailOnnx, every: TrailOnnx, signals: Sequence) -> dict:
+    """The worker's path (batched, drafts) with the exported generator, whose logits are cut to the last
+    positions, against the same generator projecting every position (older exports), same prompts, same run."""
+    fmt = cut.prompt_format
+    prompts = [render_prompt(s, fmt) for s in signals]
+    predicted = np.expm1(cut.score(*score_inputs(signals, fmt))).clip(0)
+    cues = [explanation_cue(s, p, fmt) for s, p in zip(signals, predicted)]
+    out: dict[str, dict] = {}
+    for k in EXPLAIN_KS:
+        row: dict[str, float] = {}
+        texts = {}
+        for name, runtime in (("every_logit", every), ("cut", cut)):
+            t0 = time.perf_counter()
+            texts[name] = runtime.explain_batch(prompts[:k], cues[:k])
+            row[f"{name}_s"] = round(time.perf_counter() - t0, 3)
+        row["speedup"] = round(row["every_logit_s"] / row["cut_s"], 2)
+        row["identical"] = sum(a == b for a, b in zip(texts["every_logit"], texts["cut"]))
+        out[f"k_{k}"] = row
+        print("logit cut", k, row, flush=True)
+    return out
+
+
 def timed(run: Callable[[Sequence], np.ndarray], signals: Sequence, batch: int, budget_s: float) -> dict:
     """Requests of ``batch`` items, cycling over ``signals``, until ``budget_s`` (at least 3 requests)."""
     latencies: list[float] = []
@@ -137,7 +159,16 @@ def main() -> int:
     if args.explain_only:
         if args.version is None:
             parser.error("--explain-only needs --version FOLDER (an exported version, e.g. triton_models/trail/1)")
-        speed = explanation_speed(TrailOnnx(args.version, threads=args.threads), signals)
+        runtime = TrailOnnx(args.version, threads=args.threads)
+        speed = explanation_speed(runtime, signals)
+        with tempfile.TemporaryDirectory(prefix="bench-every-logit-") as scratch:
+            every = Path(scratch) / "trail" / "1"
+            shutil.copytree(args.version, every)
+            if restore_every_logit(every / GENERATOR_FILE):  # a version exported with the logit cut
+                manifest = json.loads((every / MANIFEST_FILE).read_text())
+                manifest["files"][GENERATOR_FILE] = (every / GENERATOR_FILE).stat().st_size
+                (every / MANIFEST_FILE).write_text(json.dumps(manifest))
+                speed["logit_cut"] = logit_cut_speed(runtime, TrailOnnx(every, threads=args.threads), signals)
         out = args.out.with_name("bench_explain.json")
         out.write_text(json.dumps({"version": str(args.version), "threads": args.threads, **speed,
                                    "machine": f"{os.cpu_count()} CPU cores"}, indent=2) + "\n")

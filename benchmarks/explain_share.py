@@ -4,7 +4,9 @@ composer) run offline over a dataset's validation windows with an exported versi
 ``python benchmarks/explain_share.py --version triton_models/trail/1 --dataset online-retail --windows 4``
 (``--first``: the dataset's first windows, where a worker started on an empty topic begins)
 prints, and writes to ``reports/explain_share_<dataset>.json``: the share of published texts from each source,
-the claim precision of the greedy texts alone and of what is published, and seconds per window. Validation
+the claim precision of the greedy texts alone and of what is published, and seconds per window (scoring plus the
+first ``--candidates`` value's explanations). ``--candidates 2 4`` runs the selection with each number of decoding
+rounds on the same windows and reports each one's share and explanation seconds, a ratio taken in one run. Validation
 windows only (the windows just before the test windows of ``trail evaluate``): prompts and decoding are chosen
 on these, the test windows stay unread.
 """
@@ -37,9 +39,11 @@ def main() -> int:
     parser.add_argument("--dataset", default="online-retail")
     parser.add_argument("--windows", type=int, default=4, help="validation windows, the latest ones")
     parser.add_argument("--top-k", type=int, default=10)
-    parser.add_argument("--candidates", type=int, default=DEFAULT_EXPLANATION_CANDIDATES,
-                        choices=range(1, len(CANDIDATE_DECODINGS) + 1),
-                        help="decodings tried before the composer, as TRAIL_EXPLANATION_CANDIDATES (the worker's default)")
+    parser.add_argument("--candidates", type=int, nargs="+", default=[DEFAULT_EXPLANATION_CANDIDATES],
+                        choices=range(1, len(CANDIDATE_DECODINGS) + 1), metavar="N",
+                        help="decodings tried before the composer, as TRAIL_EXPLANATION_CANDIDATES (default: the "
+                             "worker's); several values are each run on the same windows, and their explanation time "
+                             "compared in the same run")
     parser.add_argument("--first", action="store_true",
                         help="the dataset's first windows instead, as a worker started on an empty topic (make run) "
                              "meets them: every item is new, its previous count 0")
@@ -53,8 +57,12 @@ def main() -> int:
     windows = list(replay_windows(dataset.interactions(), spec, items=dataset.items()))
     n_test = max(1, round((len(windows) - 1) * 0.15))  # as training.examples.temporal_split over labelled windows
     chosen = windows[: args.windows] if args.first else windows[-2 * n_test - 1: -n_test - 1][-args.windows:]
-    sources: Counter = Counter()
-    greedy_claims = greedy_verified = published_claims = published_verified = 0
+    counts = sorted(set(args.candidates))
+    sources: dict[int, Counter] = {n: Counter() for n in counts}
+    explain_seconds: dict[int, list[float]] = {n: [] for n in counts}
+    greedy_claims = greedy_verified = 0
+    published_claims = {n: 0 for n in counts}
+    published_verified = {n: 0 for n in counts}
     seconds = []
     for window in chosen:
         started = time.monotonic()
@@ -62,26 +70,37 @@ def main() -> int:
         forecasts = backend.score(candidates)
         top = sorted(range(len(candidates)), key=lambda i: -(forecasts[i].score or 0.0))[: args.top_k]
         signals, chosen_forecasts = [candidates[i] for i in top], [forecasts[i] for i in top]
-        explanations = explain_verified(backend, signals, chosen_forecasts, range(len(top)),
-                                        CANDIDATE_DECODINGS[: args.candidates])
         seconds.append(time.monotonic() - started)
+        for n in counts:
+            explain_started = time.monotonic()
+            explanations = explain_verified(backend, signals, chosen_forecasts, range(len(top)),
+                                            CANDIDATE_DECODINGS[:n])
+            explain_seconds[n].append(time.monotonic() - explain_started)
+            for e in explanations:
+                published_claims[n] += len(e.check.claims)
+                published_verified[n] += e.check.verified_count
+                sources[n][e.source] += 1
+                print(f"window {window.index} candidates {n} {e.source:>17}: {e.text}", flush=True)
+        seconds[-1] += explain_seconds[counts[0]][-1]
         greedy = backend.explain(signals, chosen_forecasts, [GREEDY] * len(signals))
-        for text, s, f, e in zip(greedy, signals, chosen_forecasts, explanations):
+        for text, s, f in zip(greedy, signals, chosen_forecasts):
             result = check(text or "", s, f)
             greedy_claims += len(result.claims)
             greedy_verified += result.verified_count
-            published_claims += len(e.check.claims)
-            published_verified += e.check.verified_count
-            sources[e.source] += 1
-            print(f"window {window.index} {e.source:>17}: {e.text}", flush=True)
-    total = sum(sources.values())
+
+    def by_count(n: int) -> dict:
+        total = sum(sources[n].values())
+        return {"candidates": n, "sources": dict(sources[n]),
+                "model_written_share": round((sources[n]["model"] + sources[n]["model-constrained"]) / total, 3),
+                "published_claim_precision": round(published_verified[n] / published_claims[n], 4),
+                "explain_seconds_per_window": round(sum(explain_seconds[n]) / len(explain_seconds[n]), 2)}
+
+    runs = [by_count(n) for n in counts]
     report = {"version": str(version), "dataset": args.dataset, "windows": [w.index for w in chosen],
-              "which": "first" if args.first else "validation",
-              "top_k": args.top_k, "candidates": args.candidates, "sources": dict(sources),
-              "model_written_share": round((sources["model"] + sources["model-constrained"]) / total, 3),
-              "greedy_claim_precision": round(greedy_verified / greedy_claims, 4) if greedy_claims else None,
-              "published_claim_precision": round(published_verified / published_claims, 4),
-              "seconds_per_window": round(sum(seconds) / len(seconds), 1)}
+              "which": "first" if args.first else "validation", "top_k": args.top_k,
+              **runs[0], "greedy_claim_precision": round(greedy_verified / greedy_claims, 4) if greedy_claims else None,
+              "seconds_per_window": round(sum(seconds) / len(seconds), 1),
+              "by_candidates": runs}
     out = ROOT / "reports" / f"explain_share_{args.dataset}{'_first' if args.first else ''}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

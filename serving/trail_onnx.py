@@ -162,11 +162,17 @@ class TrailOnnx:
             feeds = {**dict(zip(GENERATOR_INPUTS, (input_ids, mask, positions))), **past}
             outputs = dict(zip(self._generator_outputs, self.generator.run(self._generator_outputs, feeds)))
             logits, step = outputs[GENERATOR_LOGITS], input_ids.shape[1]
+            # a generator exported by this code returns logits for the last GENERATOR_LOGIT_POSITIONS positions
+            # only (an older one for all): position p of this step's input is logits[:, p - offset]
+            offset = step - logits.shape[1]
+            if offset and not prefill:
+                raise TrailError(f"the generator returns logits for {logits.shape[1]} positions, a step fed {step}: "
+                                 f"draft_tokens must be below {logits.shape[1]}")
             finished, last_tokens, drafts = [], [], []
             for i, row in enumerate(active):
                 real = np.flatnonzero(fed[i])  # the row's fed positions: its last token, then its draft
                 for position in real[-1:] if prefill else real:
-                    token = next_token(decoders[row], logits[i, position])
+                    token = next_token(decoders[row], logits[i, position - offset])
                     if token == self.eos_id:
                         finished.append(True)
                         break

@@ -13,9 +13,11 @@ import pytest
 from localstack import LocalTriton
 from serving.trail_onnx import GENERATOR_FILE, TrailOnnx, VersionError
 from trail.decoding import CANDIDATE_DECODINGS, Decoding, fact_numbers
+from trail.errors import TrailError
 from trail.features import model_features
 from trail.prompt import explanation_cue, render_prompt
-from training.export import ExportRejected, export_model, verification_signals
+from trail.serving_contract import GENERATOR_LOGIT_POSITIONS
+from training.export import ExportRejected, export_model, restore_every_logit, verification_signals
 from training.model import TrailModel
 from training.train import TrainConfig, train
 
@@ -93,6 +95,44 @@ def test_drafted_tokens_change_no_text(exported: Path, decoding: Decoding) -> No
     corrupted = [[runtime.pad_id if i % 3 == 2 else t for i, t in enumerate(ids)] for ids in reference]
     assert runtime.explain_batch(prompts, cues, decodings, max_new_tokens=24, draft_sources=corrupted) == plain
     assert runtime.explain_batch(prompts, cues, decodings, max_new_tokens=24) == plain
+
+
+def _with_every_logit(version: Path, target: Path) -> Path:
+    """A copy of ``version`` whose generator projects every position onto the vocabulary, as older exports did."""
+    shutil.copytree(version, target)
+    assert restore_every_logit(target / GENERATOR_FILE)
+    manifest = json.loads((target / "manifest.json").read_text())
+    manifest["files"][GENERATOR_FILE] = (target / GENERATOR_FILE).stat().st_size
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    return target
+
+
+def test_the_generator_returns_only_the_logits_the_decoder_reads(exported: Path, tmp_path: Path) -> None:
+    """The export cuts the vocabulary projection to the last GENERATOR_LOGIT_POSITIONS positions; the runner
+    decodes the same texts from it as from a generator exported before the cut (every position's logits)."""
+    runtime = TrailOnnx(exported, threads=1)
+    signals = verification_signals()[:5]
+    prompts, cues = [render_prompt(s) for s in signals], [explanation_cue(s, 3.0 + i) for i, s in enumerate(signals)]
+    width = max(len(runtime._ids(p, 160) + runtime._ids(c, 128)) for p, c in zip(prompts, cues))
+    feeds = {"input_ids": np.ones((1, width), dtype=np.int64), "attention_mask": np.ones((1, width), dtype=np.int64),
+             "position_ids": np.arange(width, dtype=np.int64)[None, :], **runtime._empty_past(1)}
+    logits = runtime.generator.run(["logits"], feeds)[0]
+    assert width > GENERATOR_LOGIT_POSITIONS and logits.shape[1] == GENERATOR_LOGIT_POSITIONS
+    every = TrailOnnx(_with_every_logit(exported, tmp_path / "1"), threads=1)
+    assert every.generator.run(["logits"], feeds)[0].shape[1] == width
+    np.testing.assert_allclose(every.generator.run(["logits"], feeds)[0][:, -GENERATOR_LOGIT_POSITIONS:], logits,
+                               atol=1e-4, rtol=0)
+    for decoding in (Decoding(), Decoding(True, seed=1)):
+        decodings = [decoding] * len(prompts)
+        assert (runtime.explain_batch(prompts, cues, decodings, max_new_tokens=24)
+                == every.explain_batch(prompts, cues, decodings, max_new_tokens=24))
+    runtime.explain_batch(prompts, cues, max_new_tokens=24, draft_tokens=0)
+    # sources that draft GENERATOR_LOGIT_POSITIONS tokens after each row's first one: a step longer than the cut
+    first = [ids[0] if ids else runtime.pad_id for ids in runtime.last_token_ids]
+    long_drafts = [[token] + [token + 1] * 20 for token in first]
+    with pytest.raises(TrailError, match="draft_tokens must be below"):
+        runtime.explain_batch(prompts, cues, max_new_tokens=24, draft_sources=long_drafts,
+                              draft_tokens=GENERATOR_LOGIT_POSITIONS)
 
 
 def test_constrained_samples_write_only_the_numbers_of_their_facts(exported: Path) -> None:

@@ -193,7 +193,8 @@ class RowDecoder:
         if self.decoding.constrained and self.constraint is None:
             raise ValueError("constrained decoding needs the vocabulary's NumberConstraint")
         self._prefixes = _prefixes_of(self.facts)
-        self._move_prefixes = _prefixes_of(self.move_facts if self.move_facts is not None else self.facts)
+        self._move_prefixes = (self._prefixes if self.move_facts is None or self.move_facts == self.facts
+                               else _prefixes_of(self.move_facts))
         if self.decoding.seed:
             self._rng = np.random.default_rng(self.decoding.seed)
 

@@ -19,7 +19,8 @@ try:  # inside a Triton version folder, next to trail_errors.py
 except ImportError:
     from trail.errors import TrailError
 
-__all__ = ["GENERATOR_INPUTS", "GENERATOR_LOGITS", "KV_KINDS", "PROMPT_FORMAT", "PROMPT_FORMATS", "SCORE_INPUTS",
+__all__ = ["GENERATOR_INPUTS", "GENERATOR_LOGITS", "GENERATOR_LOGIT_POSITIONS", "KV_KINDS", "PROMPT_FORMAT",
+           "PROMPT_FORMATS", "SCORE_INPUTS",
            "SCORE_OUTPUT", "TOKEN_LIMITS", "PromptFormatMismatch", "TokenLimits", "check_prompt_format",
            "limits_for_format", "past_input", "present_output"]
 
@@ -62,6 +63,10 @@ SCORE_OUTPUT = "log_count"
 # the generator: a causal LM with past key values (``past_input`` in, ``present_output`` out, per layer)
 GENERATOR_INPUTS = ("input_ids", "attention_mask", "position_ids")
 GENERATOR_LOGITS = "logits"
+# The exported generator returns logits for the last this many fed positions only: the prefill needs the prompt's
+# last one, a draft step feeds 1 + trail.decoding.DRAFT_TOKENS. The vocabulary projection of every other prompt
+# position was a fifth of the prefill's work and, for 20 rows of ~300 tokens, a 1.2 GB logits tensor.
+GENERATOR_LOGIT_POSITIONS = 8
 KV_KINDS = ("key", "value")
 
 

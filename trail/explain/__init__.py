@@ -9,12 +9,12 @@ One concept per module: ``forecast`` (the forecast and the steady band), ``gramm
 judges, with the tolerances), ``check``, ``compose`` (it owns the phrasings' count), ``counterfactual``.
 """
 
-from .check import CheckResult, Claim, available_kinds, check, split_sentences
+from .check import UNREAD_NUMBER, CheckResult, Claim, available_kinds, check, split_sentences
 from .compose import MAX_EXTRA_CLAUSES, PHRASINGS, compose, stated_facts
 from .counterfactual import COUNTERFACTUAL_KINDS, counterfactual
 from .forecast import DIRECTIONS, FALL, RISE, STEADY, Forecast, forecast_direction
 from .grammar import CLAIM_KINDS
 
 __all__ = ["CLAIM_KINDS", "COUNTERFACTUAL_KINDS", "DIRECTIONS", "FALL", "MAX_EXTRA_CLAUSES", "PHRASINGS", "RISE",
-           "STEADY", "CheckResult", "Claim", "Forecast", "available_kinds", "check", "compose", "counterfactual",
-           "forecast_direction", "split_sentences", "stated_facts"]
+           "STEADY", "UNREAD_NUMBER", "CheckResult", "Claim", "Forecast", "available_kinds", "check", "compose",
+           "counterfactual", "forecast_direction", "split_sentences", "stated_facts"]

@@ -15,12 +15,17 @@ from trail.signals import TrendSignals
 from .forecast import Forecast
 from .grammar import _CATEGORY_MARK, _OTHER_MARK, RULES
 
-__all__ = ["CheckResult", "Claim", "available_kinds", "check", "split_sentences"]
+__all__ = ["UNREAD_NUMBER", "CheckResult", "Claim", "available_kinds", "check", "split_sentences"]
+
+# The kind of the claim a number makes when no rule reads it ("it sits at 44"): unverified, so a text with one is
+# never published as the model's. Not one of CLAIM_KINDS: the composer never writes one.
+UNREAD_NUMBER = "unread_number"
+_NUMBER = re.compile(r"[#+-]?\d+(?:[.,]\d+)*(?:%|x\b)?")
 
 
 @dataclass(frozen=True)
 class Claim:
-    kind: str  # one of CLAIM_KINDS
+    kind: str  # one of CLAIM_KINDS, or UNREAD_NUMBER
     text: str  # the words the claim was read from
     sentence: str
     verified: bool
@@ -103,7 +108,9 @@ def _masked(sentence: str, signals: TrendSignals) -> str:
 
 
 def _claims_in(sentence: str, signals: TrendSignals, forecast: Forecast) -> list[Claim]:
-    """Every rule in order over the masked sentence; what a rule reads is blanked before the next rule runs."""
+    """Every rule in order over the masked sentence; what a rule reads is blanked before the next rule runs. A
+    number left unread at the end is an unverified :data:`UNREAD_NUMBER` claim: a faithful text states no number
+    the checker cannot tie to a signal (the model wrote "it sits at 44", 44 being its count)."""
     working, found = _masked(sentence, signals), []
     for kind, judge, pattern in RULES:
         pieces, end = [], 0
@@ -116,6 +123,9 @@ def _claims_in(sentence: str, signals: TrendSignals, forecast: Forecast) -> list
                 pieces += [working[end:match.start()], " " * (match.end() - match.start())]
                 end = match.end()
         working = "".join(pieces) + working[end:]
+    for match in _NUMBER.finditer(working):  # what no rule read: a number the text claims and nothing verifies
+        found.append((match.start(), Claim(UNREAD_NUMBER, match.group(0), sentence, False,
+                                           f"no rule reads the number '{match.group(0)}'")))
     return [claim for _, claim in sorted(found, key=lambda pair: pair[0])]
 
 
