@@ -87,6 +87,9 @@ def main() -> int:
             result = check(text or "", s, f)
             greedy_claims += len(result.claims)
             greedy_verified += result.verified_count
+            if not result.all_verified:  # why the model's own text was not published
+                reasons = "; ".join(c.reason for c in result.claims if not c.verified) or "no claim found"
+                print(f"window {window.index} greedy rejected: {text!r} ({reasons})", flush=True)
 
     def by_count(n: int) -> dict:
         total = sum(sources[n].values())

@@ -239,6 +239,8 @@ def restore_every_logit(graph_path: Path) -> bool:
     for node in graph.node:
         node.input[:] = [cut.input[0] if name == cut.output[0] else name for name in node.input]
     graph.node.remove(cut)
+    for initializer in [i for i in graph.initializer if i.name in cut.input[1:]]:
+        graph.initializer.remove(initializer)
     onnx.save(graph_model, str(graph_path))
     return True
 
