@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -9,6 +11,7 @@ from hypothesis import strategies as st
 from trail.explain import (
     CLAIM_KINDS,
     COUNTERFACTUAL_KINDS,
+    PHRASINGS,
     UNREAD_NUMBER,
     Forecast,
     available_kinds,
@@ -343,3 +346,15 @@ def test_a_number_no_rule_reads_is_an_unverified_claim() -> None:
                           signals.category_count, signals.category_previous_count)
     assert check('Top 10 recipes: 44 interactions this window; its "Toys 3+" category is rising.', titled,
                  forecast).all_verified
+
+
+def test_a_numeric_item_id_masks_no_number_of_the_text() -> None:
+    """Stack Exchange and MovieLens ids are bare numbers: masking id "14" blanked the count 14 (and the "14" of
+    "14.2x"), so a false number went unread, or the unread-number rule failed the composer's own text."""
+    signals, forecast = make_signals(count=14.0, previous_count=10.0)
+    numbered = TrendSignals(dataclasses.replace(signals.item, item_id="14"), "", signals.category, signals.rank,
+                            signals.previous_rank, signals.category_count, signals.category_previous_count)
+    for variant in range(PHRASINGS):
+        result = check(compose(numbered, forecast, variant), numbered, forecast)
+        assert result.all_verified, result.claims
+    assert not check("14 interactions this window, it sits at 14.", numbered, forecast).all_verified

@@ -98,8 +98,9 @@ def split_sentences(text: str, keep_whole: Sequence[str] = ()) -> list[str]:
 
 def _masked(sentence: str, signals: TrendSignals) -> str:
     """The sentence with the category name (and a title or item id containing a digit) blanked, same length."""
-    names = [(signals.category or "", _CATEGORY_MARK)] + [
-        (name, _OTHER_MARK) for name in (signals.title, signals.item_id) if re.search(r"[0-9#]", name or "")]
+    names = [(signals.category or "", _CATEGORY_MARK)] + [  # a bare number as a name (item id "12") is not
+        (name, _OTHER_MARK) for name in (signals.title, signals.item_id)  # masked: it would blank "12.4x"'s digits
+        if re.search(r"[0-9#]", name or "") and not re.fullmatch(r"[#\d.,\s-]+", name or "")]
     for name, mark in sorted(names, key=lambda pair: -len(pair[0].strip())):
         if len(name.strip()) >= 2 or (mark == _CATEGORY_MARK and name.strip()):  # one-letter categories exist
             sentence = re.sub(rf"(?<!\w){re.escape(name.strip())}(?!\w)", lambda m: mark * len(m.group(0)), sentence,
