@@ -128,10 +128,13 @@ TRAIN_ARGS ?= --steps 70 --max-minutes 62 --checkpoint-every 10 --listwise 1
 RUN_DIR := .trail-data/runs/$(DATASET)
 MODEL_FILES := adapter heads.safetensors trail_config.json training_metadata.json loss_history.json
 
-# Training writes checkpoints to .trail-data/runs/DATASET (resumable: make train TRAIN_ARGS=--resume ...);
-# the final adapter + heads (a few MB, no base weights) are copied to models/DATASET, which the repo ships.
+REFIT_ARGS ?=
+# Training writes checkpoints to .trail-data/runs/DATASET (resumable: make train TRAIN_ARGS=--resume ...), then
+# refits the score head on the frozen LLM's prompt states (epochs chosen on validation windows; REFIT_ARGS: see
+# trail refit-head -h); the final adapter + heads (a few MB, no base weights) are copied to models/DATASET.
 train: setup
 	$(TRAIL) train $(DATASET) --out $(RUN_DIR) $(TRAIN_ARGS)
+	$(TRAIL) refit-head $(RUN_DIR) $(DATASET) $(REFIT_ARGS)
 	rm -rf models/$(DATASET) && mkdir -p models/$(DATASET)
 	cd $(RUN_DIR) && cp -r $(MODEL_FILES) $(CURDIR)/models/$(DATASET)/
 

@@ -35,11 +35,18 @@ def test_train_then_export_a_tiny_model(tmp_path: Path) -> None:
     metadata = json.loads((out / "training_metadata.json").read_text())
     assert metadata["steps_completed"] == 2 and metadata["window"] == "1h" and len(metadata["events_sha256"]) == 64
     assert metadata["command"].startswith("trail train csv")
+    refit = run_trail("refit-head", str(out), "csv", "--path", str(data), "--map", "item_id=sku,ts=time,user_id=customer,"
+                      "title=name,category=cat", "--epochs", "2", "--threads", "1")
+    assert refit.returncode == 0, refit.stderr.decode()[-2000:]
+    assert b"epoch" in refit.stdout and b"kept, validation NDCG@20" in refit.stdout
+    refit_record = json.loads((out / "training_metadata.json").read_text())["head_refit"]
+    assert len(refit_record["validation_ndcg20"]) == 3 and refit_record["command"].startswith("trail refit-head")
     exported = run_trail("export", str(out), "--repository", str(tmp_path / "repo"), "--model-name", "tiny")
     assert exported.returncode == 0, exported.stderr.decode()[-2000:]
     assert b"version 1 published" in exported.stdout
     manifest = json.loads((tmp_path / "repo" / "tiny" / "1" / "manifest.json").read_text())
     assert manifest["events_sha256"] == metadata["events_sha256"]
+    assert manifest["training"]["head_refit"]["chosen_epoch"] == refit_record["chosen_epoch"]
 
 
 def test_bad_training_and_export_arguments_get_one_line(tmp_path: Path) -> None:
@@ -47,6 +54,8 @@ def test_bad_training_and_export_arguments_get_one_line(tmp_path: Path) -> None:
         (["train", "online-retail", "--steps", "0"], b"expected a positive integer, got '0'"),
         (["train", "online-retail", "--lora-targets", ","], b"--lora-targets needs at least one module name"),
         (["export", str(tmp_path)], b"is not a TRAIL checkpoint"),
+        (["refit-head", str(tmp_path), "online-retail"], b"is not a TRAIL checkpoint"),
+        (["refit-head", "models/online-retail", "online-retail", "--epochs", "0"], b"expected a positive integer"),
         (["evaluate", "online-retail", "--ablation", "nope"], b"--ablation expects NAME=CHECKPOINT"),
     ):
         done = run_trail(*args)

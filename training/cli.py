@@ -84,6 +84,32 @@ def register(commands: argparse._SubParsersAction) -> None:
     export.set_defaults(run=_export)
     _register_refresh(commands)
     _register_deploy(commands)
+    _register_refit_head(commands)
+
+
+def _register_refit_head(commands: argparse._SubParsersAction) -> None:
+    from .head_refit import HeadRefitConfig
+
+    defaults = HeadRefitConfig()
+    refit = commands.add_parser(
+        "refit-head", help="refit a checkpoint's score head on its frozen LLM states, epochs chosen on validation windows",
+        description="One prompt-only forward per example of the training pool and of the validation windows' "
+                    "candidates, then many epochs of the score head alone; the epoch with the best validation "
+                    "NDCG@20 (the head as it came included) is written back into the checkpoint. Test windows are "
+                    "not read.")
+    refit.add_argument("checkpoint", type=Path, help="a TRAIL checkpoint folder (rewritten in place)")
+    refit.add_argument("dataset", help="online-retail | stackexchange | movielens | csv (the checkpoint's data)")
+    refit.add_argument("--path", type=Path, help="dataset file or folder (default: the shared datasets)")
+    refit.add_argument("--map", default="", help="csv only: FIELD=COLUMN,...")
+    refit.add_argument("--window", help="window size (default: the checkpoint's)")
+    refit.add_argument("--epochs", type=positive_int, default=defaults.epochs)
+    refit.add_argument("--max-train-examples", type=positive_int, default=defaults.max_train_examples,
+                       help="cap on the training pool's forward passes (whole windows dropped evenly)")
+    refit.add_argument("--validation-every", type=positive_int, default=defaults.validation_every,
+                       help="use every n-th validation window (counted from the newest)")
+    refit.add_argument("--learning-rate", type=positive_float, default=defaults.learning_rate)
+    refit.add_argument("--threads", type=positive_int, help="torch CPU threads (default: all cores)")
+    refit.set_defaults(run=_refit_head)
 
 
 def _register_refresh(commands: argparse._SubParsersAction) -> None:
@@ -155,16 +181,62 @@ def _command_line() -> str:
     return "trail " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
+def _split(args: argparse.Namespace, window: str):
+    """The dataset replayed through trail.signals and split by window, with the events' hash."""
+    from trail.windows import WindowSpec
+
+    from .datasets import open_dataset
+    from .examples import build_examples, temporal_split
+
+    dataset = open_dataset(args.dataset, args.path, args.map)
+    print(f"replaying {dataset.name} through trail.signals ({window} windows)...", file=sys.stderr)
+    examples, digest = build_examples(dataset.interactions(), WindowSpec.parse(window), dataset.items())
+    return dataset, temporal_split(examples), digest
+
+
+def _refit_head(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from .feature_head import FeatureHead
+    from .head_refit import HeadRefitConfig, refit_score_head, save_refit
+    from .model import TrailModel
+
+    if not (args.checkpoint / "trail_config.json").exists():
+        raise FileNotFoundError(f"{args.checkpoint} is not a TRAIL checkpoint (no trail_config.json)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    metadata_path = args.checkpoint / "training_metadata.json"
+    metadata = json.loads(metadata_path.read_text()) if metadata_path.exists() else {}
+    if metadata.get("dataset_key", args.dataset) != args.dataset:
+        raise ConfigError(f"{args.checkpoint} was trained on {metadata['dataset_key']}, not {args.dataset}")
+    recipe = FeatureHead.recipe_of(args.checkpoint)
+    config = HeadRefitConfig(epochs=args.epochs, max_train_examples=args.max_train_examples,
+                             validation_every=args.validation_every, learning_rate=args.learning_rate,
+                             **({"weights": recipe[0].weights, "candidates": recipe[0].candidates,
+                                 "per_window": recipe[0].per_window, "seed": recipe[0].seed} if recipe else {}))
+    window = args.window or metadata.get("window") or DEFAULT_WINDOWS.get(args.dataset, "7d")
+    _, split, digest = _split(args, window)
+    if metadata.get("events_sha256") not in (None, digest):
+        raise ConfigError(f"{args.checkpoint} was trained on other events (sha256 {metadata['events_sha256'][:16]}, "
+                          f"these are {digest[:16]})")
+    model = TrailModel.load(args.checkpoint)
+    result = refit_score_head(model, split.train, split.validation, config,
+                              log=lambda message: print(message, file=sys.stderr))
+    save_refit(model, args.checkpoint, result, config, _command_line())
+    print(f"refit head of {args.checkpoint}: epoch {result.chosen_epoch} of {config.epochs} kept, validation NDCG@20 "
+          f"{result.validation_ndcg20[0]:.4f} -> {result.validation_ndcg20[result.chosen_epoch]:.4f}, MAE "
+          f"{result.validation_mae_log1p[0]:.4f} -> {result.validation_mae_log1p[result.chosen_epoch]:.4f}")
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     import datetime
     import subprocess
 
     import torch
 
-    from trail.windows import WindowSpec
-
-    from .datasets import open_dataset
-    from .examples import build_examples, temporal_split
     from .losses import LossWeights
     from .model import TrailConfig
     from .train import TrainConfig, train
@@ -174,11 +246,8 @@ def _train(args: argparse.Namespace) -> int:
         raise ConfigError("--lora-targets needs at least one module name")
     if args.threads:
         torch.set_num_threads(args.threads)
-    dataset = open_dataset(args.dataset, args.path, args.map)
     window = args.window or DEFAULT_WINDOWS.get(args.dataset, "7d")
-    print(f"replaying {dataset.name} through trail.signals ({window} windows)...", file=sys.stderr)
-    examples, digest = build_examples(dataset.interactions(), WindowSpec.parse(window), dataset.items())
-    split = temporal_split(examples)
+    dataset, split, digest = _split(args, window)
     weights = LossWeights() if args.listwise is None else LossWeights(listwise=args.listwise)
     if args.no_contrastive:
         weights = LossWeights(**{**weights.__dict__, "info_nce": 0.0, "margin": 0.0})

@@ -66,6 +66,23 @@ def _no_llm_heads(checkpoint: Path, candidates: int) -> list[FeatureHead]:
             FeatureHead(candidates=candidates, steps=10 * steps, train_config=config, label="trail_no-llm_10x")]
 
 
+def _speed_note(forecaster: TrailForecaster) -> str:
+    if forecaster.states_reused == forecaster.items_scored:
+        return "its LLM's prompt states shared with a checkpoint above: same adapter, another score head"
+    return f"{forecaster.llm_items_per_second:.1f} LLM items/s on this CPU"
+
+
+def _refit_note(refit: dict | None) -> str:
+    """One sentence on a checkpoint's score-head refit (``trail refit-head``), if it had one."""
+    if not refit:
+        return ""
+    chosen = refit["chosen_epoch"]
+    return (f" Score head then refit on the frozen LLM's prompt states (`training/head_refit.py`): "
+            f"{refit['train_examples']} training examples, epoch {chosen} of {len(refit['validation_ndcg20']) - 1} "
+            f"kept on {refit['validation_windows']} validation windows (their NDCG@20 over the candidates "
+            f"{refit['validation_ndcg20'][0]:.4f} -> {refit['validation_ndcg20'][chosen]:.4f}).")
+
+
 def _explanation_sample(split: Split, trail: MethodResult, per_window: int, seed: int,
                         candidates: int) -> list[tuple[Example, float]]:
     """Per test window: TRAIL's top half of ``per_window`` items and as many random other candidates."""
@@ -139,11 +156,12 @@ def run_evaluation(args: argparse.Namespace, default_windows: dict[str, str]) ->
         metadata = json.loads(metadata_path.read_text()) if metadata_path.exists() else {}
         notes.append(
             f"`{forecaster.name}` = checkpoint `{forecaster.checkpoint}`: scores the top {forecaster.candidates} "
-            f"pre-ranked candidates per window ({forecaster.llm_items_per_second:.1f} LLM items/s on this CPU), "
+            f"pre-ranked candidates per window ({_speed_note(forecaster)}), "
             f"EMA for the rest; trained {metadata.get('steps_completed', '?')} steps × "
             f"{metadata.get('train_config', {}).get('batch_size', '?')} examples in "
             f"{metadata.get('seconds_this_run', '?')} s ({metadata.get('examples_per_second', '?')} examples/s), "
-            f"loss weights {metadata.get('train_config', {}).get('weights', {})}.")
+            f"loss weights {metadata.get('train_config', {}).get('weights', {})}."
+            + _refit_note(metadata.get("head_refit")))
 
     heads = [m for m in methods if isinstance(m, FeatureHead)]
     if heads:

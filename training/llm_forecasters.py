@@ -16,6 +16,7 @@ Each can also explain: :meth:`explain` returns one text per item for a given pre
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from dataclasses import dataclass, field
@@ -71,23 +72,53 @@ class _CandidateScorer:
         return self.items_scored / self.seconds_scoring if self.seconds_scoring else 0.0
 
 
+# Prompt states computed in this process, by (adapter digest, prompt): checkpoints that share their LLM and differ
+# only in the score head (a head refit and the head it replaced) are scored with one set of forward passes.
+_PROMPT_STATES: dict[tuple[str, str], torch.Tensor] = {}
+
+
+def _llm_digest(checkpoint: Path) -> str:
+    """sha256 over the adapter's files and the model config: what the prompt states depend on (not the heads)."""
+    from .model import ADAPTER_FOLDER, CONFIG_FILE
+
+    digest = hashlib.sha256()
+    for path in sorted((checkpoint / ADAPTER_FOLDER).rglob("*")) + [checkpoint / CONFIG_FILE]:
+        if path.is_file():
+            digest.update(path.relative_to(checkpoint).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 @dataclass
 class TrailForecaster(_CandidateScorer):
     checkpoint: Path = Path("models/online-retail")
     label: str = "trail"
     batch_size: int = 16
+    states_reused: int = field(default=0, init=False)  # candidates whose prompt state another checkpoint computed
 
     def __post_init__(self) -> None:
         from .model import TrailModel
 
         self.model = TrailModel.load(self.checkpoint)
+        self.llm_digest = _llm_digest(Path(self.checkpoint))
 
     @property
     def name(self) -> str:
         return self.label
 
+    @property
+    def llm_items_per_second(self) -> float:
+        computed = self.items_scored - self.states_reused
+        return computed / self.seconds_scoring if self.seconds_scoring and computed else 0.0
+
     def _llm_counts(self, signals: Sequence[TrendSignals]) -> FloatArray:
-        return self.model.predict_counts(signals, self.batch_size)
+        prompts = [self.model.config.render_prompt(s) for s in signals]
+        missing = [p for p in dict.fromkeys(prompts) if (self.llm_digest, p) not in _PROMPT_STATES]
+        self.states_reused += len(prompts) - len(missing)
+        for prompt, state in zip(missing, self.model.prompt_states(missing, self.batch_size) if missing else []):
+            _PROMPT_STATES[(self.llm_digest, prompt)] = state
+        states = torch.stack([_PROMPT_STATES[(self.llm_digest, p)] for p in prompts])
+        log_counts = self.model.score_states(states, signals).astype(np.float64)
+        return np.clip(np.expm1(log_counts), 0.0, None)
 
     def explain(self, signals: Sequence[TrendSignals], predicted_counts: Sequence[float]) -> list[str]:
         return self.model.explain(signals, predicted_counts)

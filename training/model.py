@@ -229,15 +229,31 @@ class TrailModel(nn.Module):
 
     # -- inference ----------------------------------------------------------------------------------------
     @torch.no_grad()
+    def prompt_states(self, prompts: Sequence[str], batch_size: int = 16) -> torch.Tensor:
+        """The hidden state at each prompt's last token, (N, H): all the score head reads from the LLM. Prompts are
+        batched by length, so little padding is computed (right padding under a causal mask changes no state)."""
+        states = torch.zeros((len(prompts), self.lm.get_base_model().config.hidden_size))
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        for start in range(0, len(order), batch_size):
+            chunk = order[start: start + batch_size]
+            batch = self.encode([prompts[i] for i in chunk])
+            hidden = self.hidden_states(batch)
+            states[torch.tensor(chunk)] = hidden[torch.arange(len(chunk)), batch.score_index].float()
+        return states
+
+    @torch.no_grad()
+    def score_states(self, states: torch.Tensor, signals: Sequence[TrendSignals]) -> np.ndarray:
+        """``log1p`` of the predicted next count from prompt states (:meth:`prompt_states`) and the items' signals."""
+        features = torch.from_numpy(model_features(signals))
+        current = torch.log1p(torch.tensor([s.item.count for s in signals], dtype=torch.float32))
+        return self.score_head(states, features, current).float().numpy()
+
     def predict_log_counts(self, signals: Sequence[TrendSignals], batch_size: int = 16) -> np.ndarray:
         """``log1p`` of the predicted next-window count of each item (prompt-only forwards)."""
-        outputs = []
-        for start in range(0, len(signals), batch_size):
-            chunk = list(signals[start: start + batch_size])
-            batch = self.encode([self.config.render_prompt(s) for s in chunk])
-            hidden = self.hidden_states(batch)
-            outputs.append(self.score_from_hidden(hidden, batch, chunk).float().numpy())
-        return np.concatenate(outputs) if outputs else np.zeros(0, dtype=np.float32)
+        if not signals:
+            return np.zeros(0, dtype=np.float32)
+        states = self.prompt_states([self.config.render_prompt(s) for s in signals], batch_size)
+        return self.score_states(states, signals)
 
     def predict_counts(self, signals: Sequence[TrendSignals], batch_size: int = 16) -> np.ndarray:
         return np.clip(np.expm1(self.predict_log_counts(signals, batch_size).astype(np.float64)), 0.0, None)

@@ -1,0 +1,83 @@
+"""Refitting the score head on frozen prompt states: the kept epoch is the best on validation windows (the head as
+it came included, so a refit that helps nowhere keeps it), the checkpoint written back scores exactly that, and
+nothing but the score head moves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from training.examples import temporal_split
+from training.head_refit import HeadRefitConfig, prompt_states, refit_score_head, save_refit
+from training.model import TrailModel
+
+from .test_model import TINY, _examples
+
+
+@pytest.fixture(scope="module")
+def split():
+    return temporal_split(_examples(n_items=14, hours=12), validation=0.25, test=0.25)
+
+
+def test_the_kept_epoch_is_the_best_on_validation_and_the_checkpoint_scores_it(split, tmp_path: Path) -> None:
+    model = TrailModel.create(TINY)
+    model.save(tmp_path)
+    (tmp_path / "training_metadata.json").write_text(json.dumps({"dataset_key": "csv"}) + "\n")
+    lm_before = {k: v.clone() for k, v in model.lm.state_dict().items()}
+    projection_before = model.signal_projection.weight.clone()
+    config = HeadRefitConfig(epochs=6, batch_size=8, candidates=10, per_window=10)
+    result = refit_score_head(model, split.train, split.validation, config, log=lambda _: None)
+
+    assert len(result.validation_ndcg20) == config.epochs + 1
+    assert result.validation_ndcg20[result.chosen_epoch] == max(result.validation_ndcg20)
+    assert result.validation_ndcg20[:result.chosen_epoch].count(max(result.validation_ndcg20)) == 0  # earliest best
+    assert all(torch.equal(v, lm_before[k]) for k, v in model.lm.state_dict().items())
+    assert torch.equal(model.signal_projection.weight, projection_before)
+
+    save_refit(model, tmp_path, result, config, "trail refit-head test")
+    reloaded = TrailModel.load(tmp_path)
+    validation = list(split.validation)
+    np.testing.assert_allclose(reloaded.predict_log_counts([e.signals for e in validation]),
+                               model.predict_log_counts([e.signals for e in validation]), rtol=0, atol=1e-5)
+    recorded = json.loads((tmp_path / "training_metadata.json").read_text())
+    assert recorded["dataset_key"] == "csv" and recorded["head_refit"]["chosen_epoch"] == result.chosen_epoch
+
+
+def test_prompt_states_are_the_hidden_state_the_score_head_reads(split) -> None:
+    model = TrailModel.create(TINY).eval()
+    chosen = list(split.validation[:5])
+    states = prompt_states(model, chosen, batch_size=2)
+    with torch.no_grad():
+        direct = model.predict_log_counts([e.signals for e in chosen])
+        from_states = model.score_head(*states.rows(np.arange(len(chosen)))).numpy()
+    np.testing.assert_allclose(from_states, direct, rtol=0, atol=1e-5)
+
+
+def test_checkpoints_that_share_their_llm_share_prompt_states_in_the_evaluation(split, tmp_path: Path) -> None:
+    """A refit and the head it replaced: one set of forward passes scores both, each with its own head, exactly as
+    each checkpoint alone would; a checkpoint with another adapter computes its own."""
+    from training.llm_forecasters import TrailForecaster
+
+    model = TrailModel.create(TINY)
+    model.save(tmp_path / "before")
+    with torch.no_grad():
+        model.score_head.mlp[2].bias.fill_(0.5)  # another head on the same LLM
+    model.save(tmp_path / "after")
+    other = TrailModel.create(TINY)
+    with torch.no_grad():  # another adapter: another LLM
+        next(p for n, p in other.lm.named_parameters() if "lora_B" in n).add_(0.01)
+    other.save(tmp_path / "other")
+    window = [e.signals for e in split.test if e.window_index == split.test[0].window_index]
+    forecasters = [TrailForecaster(candidates=5, checkpoint=tmp_path / name, label=name)
+                   for name in ("before", "after", "other")]
+    for forecaster in forecasters:
+        forecaster.fit([])
+        alone = TrailModel.load(forecaster.checkpoint).predict_counts(window)
+        predicted = forecaster._llm_counts(window)
+        np.testing.assert_allclose(predicted, alone, rtol=1e-5, atol=1e-5)
+    assert [f.states_reused for f in forecasters] == [0, len(window), 0]
+    assert not np.allclose(forecasters[0]._llm_counts(window), forecasters[1]._llm_counts(window))

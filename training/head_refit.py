@@ -1,0 +1,182 @@
+"""Refit TRAIL's score head on the fine-tuned LLM's frozen prompt states, choosing its epochs on validation windows.
+
+Why: on these CPUs the joint fine-tune sees a few hundred examples (70 steps × 8), because every step runs the
+LLM forward and backward over prompt, cue and explanation. The score head is a small MLP on the prompt's last
+hidden state plus the numeric features; once the LoRA weights are fixed, that hidden state is a pure function of
+the prompt. So it is computed once per example (a forward pass, no backward, no explanation tokens), and the head
+then trains for many epochs over the whole candidate pool in seconds — the same losses, the same same-window
+batches. The LLM, the projections and the explanations are untouched; only ``heads.safetensors`` changes.
+
+Honest selection: each epoch is scored by NDCG@20 over the top ``candidates`` of every validation window (the
+items the worker would score), and the epoch kept is the best one, the head as it came (epoch 0) included — a
+refit can only be kept if it beats the head it replaces on validation windows. Test windows are never read here.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from trail.features import model_features
+
+from .examples import Example, subsample
+from .losses import LossWeights, score_terms
+from .metrics import mae_log1p, ndcg_at_k
+from .model import HEADS_FILE, TrailModel
+from .train import METADATA_FILE, candidate_pool
+
+__all__ = ["HeadRefitConfig", "PromptStates", "RefitResult", "prompt_states", "refit_score_head"]
+
+
+@dataclass(frozen=True)
+class HeadRefitConfig:
+    epochs: int = 30
+    batch_size: int = 32  # same-window batches: the ranking terms compare items that competed for one list
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    candidates: int = 200  # per window, by pre-rank: what the worker scores
+    per_window: int = 96  # training examples per window, balanced rise/fall/level as the fine-tune's pool
+    max_train_examples: int | None = 4000  # caps the forward passes (windows are thinned evenly, newest kept)
+    validation_every: int = 1  # validation windows kept: every n-th, counted from the newest
+    seed: int = 0
+    weights: LossWeights = field(default_factory=LossWeights)
+
+
+@dataclass
+class PromptStates:
+    """Per example, the frozen LLM's hidden state at the prompt's last token and what the head reads besides."""
+
+    hidden: torch.Tensor  # (N, H)
+    features: torch.Tensor  # (N, F)
+    current_log: torch.Tensor  # (N,)
+    labels: torch.Tensor  # (N,) true next counts
+    windows: np.ndarray  # (N,) window index
+
+    def rows(self, positions: Sequence[int] | np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        index = torch.as_tensor(np.asarray(positions), dtype=torch.long)
+        return self.hidden[index], self.features[index], self.current_log[index]
+
+
+@dataclass(frozen=True)
+class RefitResult:
+    chosen_epoch: int
+    validation_ndcg20: list[float]  # per epoch, epoch 0 = the head before the refit
+    validation_mae_log1p: list[float]
+    train_examples: int
+    validation_examples: int
+    validation_windows: int
+    seconds_states: float
+    seconds_fit: float
+
+
+def prompt_states(model: TrailModel, examples: Sequence[Example], batch_size: int = 16) -> PromptStates:
+    """One prompt-only forward per example, and what the head reads besides."""
+    signals = [e.signals for e in examples]
+    hidden = model.prompt_states([model.config.render_prompt(s) for s in signals], batch_size)
+    return PromptStates(hidden, torch.from_numpy(model_features(signals)),
+                        torch.log1p(torch.tensor([s.item.count for s in signals], dtype=torch.float32)),
+                        torch.tensor([e.label for e in examples], dtype=torch.float32),
+                        np.array([e.window_index for e in examples]))
+
+
+def _thin_windows(examples: Sequence[Example], keep_every: int) -> list[Example]:
+    windows = sorted({e.window_index for e in examples}, reverse=True)[::keep_every]
+    kept = set(windows)
+    return [e for e in examples if e.window_index in kept]
+
+
+def _training_pool(train: Sequence[Example], config: HeadRefitConfig) -> list[Example]:
+    pool = subsample(candidate_pool(train, config.candidates), config.per_window, seed=config.seed)
+    if config.max_train_examples is not None and len(pool) > config.max_train_examples:
+        keep_every = -(-len(pool) // config.max_train_examples)  # ceil: whole windows, spread over the span
+        pool = _thin_windows(pool, keep_every)
+    return pool
+
+
+def _validation_scores(model: TrailModel, states: PromptStates) -> tuple[float, float]:
+    """Mean NDCG@20 over validation windows (candidates only) and MAE of log1p counts."""
+    with torch.no_grad():
+        predicted = model.score_head(*states.rows(np.arange(len(states.labels)))).numpy().astype(np.float64)
+    counts = np.clip(np.expm1(predicted), 0.0, None)
+    labels = states.labels.numpy().astype(np.float64)
+    per_window = [ndcg_at_k(counts[states.windows == w], labels[states.windows == w], 20)
+                  for w in np.unique(states.windows)]
+    return float(np.mean(per_window)), mae_log1p(counts, labels)
+
+
+def _window_batches(states: PromptStates, batch_size: int, rng: random.Random) -> list[np.ndarray]:
+    batches: list[np.ndarray] = []
+    for window in np.unique(states.windows):
+        members = list(np.flatnonzero(states.windows == window))
+        rng.shuffle(members)
+        batches.extend(np.array(members[i: i + batch_size]) for i in range(0, len(members), batch_size)
+                       if len(members[i: i + batch_size]) > 1)
+    rng.shuffle(batches)
+    return batches
+
+
+def refit_score_head(model: TrailModel, train: Sequence[Example], validation: Sequence[Example],
+                     config: HeadRefitConfig = HeadRefitConfig(), log=print) -> RefitResult:
+    """Refit ``model.score_head`` in place; it ends as the epoch with the best validation NDCG@20."""
+    torch.manual_seed(config.seed)
+    rng = random.Random(config.seed)
+    model.eval()
+    started = time.monotonic()
+    pool = _training_pool(train, config)
+    held_out = _thin_windows(candidate_pool(validation, config.candidates), config.validation_every)
+    log(f"prompt states: {len(pool)} training and {len(held_out)} validation examples ...")
+    train_states, validation_states = prompt_states(model, pool), prompt_states(model, held_out)
+    seconds_states = time.monotonic() - started
+    log(f"prompt states took {seconds_states:.0f} s ({(len(pool) + len(held_out)) / seconds_states:.1f} items/s)")
+
+    fit_started = time.monotonic()
+    head = model.score_head
+    best_state = {k: v.clone() for k, v in head.state_dict().items()}
+    ndcg, mae = _validation_scores(model, validation_states)
+    history_ndcg, history_mae, best_epoch = [ndcg], [mae], 0
+    log(f"epoch 0 (head as trained): validation NDCG@20 {ndcg:.4f}, MAE {mae:.4f}")
+    optimizer = torch.optim.AdamW(head.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    for epoch in range(1, config.epochs + 1):
+        head.train()
+        for rows in _window_batches(train_states, config.batch_size, rng):
+            scores = head(*train_states.rows(rows))
+            terms = score_terms(scores, train_states.labels[torch.as_tensor(rows)], config.weights)
+            factors = {"regression": config.weights.regression, "pairwise": config.weights.pairwise,
+                       "listwise": config.weights.listwise}
+            loss = sum((factors[name] * value for name, value in terms.items()), torch.zeros(()))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
+            optimizer.step()
+        head.eval()
+        ndcg, mae = _validation_scores(model, validation_states)
+        history_ndcg.append(ndcg)
+        history_mae.append(mae)
+        if ndcg > history_ndcg[best_epoch]:
+            best_epoch, best_state = epoch, {k: v.clone() for k, v in head.state_dict().items()}
+        log(f"epoch {epoch}: validation NDCG@20 {ndcg:.4f}, MAE {mae:.4f}")
+    head.load_state_dict(best_state)
+    return RefitResult(best_epoch, [round(v, 4) for v in history_ndcg], [round(v, 4) for v in history_mae],
+                       len(pool), len(held_out), len({e.window_index for e in held_out}), round(seconds_states, 1),
+                       round(time.monotonic() - fit_started, 1))
+
+
+def save_refit(model: TrailModel, checkpoint: Path, result: RefitResult, config: HeadRefitConfig,
+               command: str) -> None:
+    """Writes the refit heads into ``checkpoint`` and records the refit in its training metadata."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous() for k, v in model.head_modules().state_dict().items()}
+    save_file(state, str(Path(checkpoint) / HEADS_FILE))
+    path = Path(checkpoint) / METADATA_FILE
+    metadata = json.loads(path.read_text()) if path.exists() else {}
+    metadata["head_refit"] = {"command": command, "config": {**asdict(config), "weights": asdict(config.weights)},
+                              **asdict(result)}
+    path.write_text(json.dumps(metadata, indent=2) + "\n")
