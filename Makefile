@@ -23,7 +23,7 @@ help:
 	@echo "make bench-stream the stream benchmark: raw consumer vs the worker, window close, memory per item"
 	@echo "make bench-serve  scoring/explanation speed: PyTorch vs ORT fp32 vs ORT int8 (outlier-aware) vs Triton"
 	@echo "make bench-perf-analyzer  Triton's perf_analyzer against triton_models/trail (tool fetched into .perf/)"
-	@echo "make train        fine-tune TRAIL on DATASET (default online-retail), ~1 h on 2 CPU cores; ships it to models/DATASET"
+	@echo "make train        fine-tune TRAIL on DATASET (default online-retail), then refit its score head; ~1.5 h on 2 CPU cores; ships it to models/DATASET"
 	@echo "make export-onnx  export CHECKPOINT (default models/online-retail) as the next version in triton_models/trail"
 	@echo "make refresh      retrain from the live topics, gate against the serving model, publish if as good (REFRESH_ARGS)"
 	@echo "make rollback     retire the serving model version: the previous one serves again"
