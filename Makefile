@@ -23,7 +23,8 @@ help:
 	@echo "make bench-stream the stream benchmark: raw consumer vs the worker, window close, memory per item"
 	@echo "make bench-serve  scoring/explanation speed: PyTorch vs ORT fp32 vs ORT int8 (outlier-aware) vs Triton"
 	@echo "make bench-perf-analyzer  Triton's perf_analyzer against triton_models/trail (tool fetched into .perf/)"
-	@echo "make train        fine-tune TRAIL on DATASET (default online-retail), then refit its score head; ~1.5 h on 2 CPU cores; ships it to models/DATASET"
+	@echo "make train        fine-tune TRAIL on DATASET (default online-retail), ~1 h on 2 CPU cores; ships it to models/DATASET"
+	@echo "                  REFIT=1: then refit its score head on the frozen LLM (trail refit-head, ~35 min more)"
 	@echo "make export-onnx  export CHECKPOINT (default models/online-retail) as the next version in triton_models/trail"
 	@echo "make refresh      retrain from the live topics, gate against the serving model, publish if as good (REFRESH_ARGS)"
 	@echo "make rollback     retire the serving model version: the previous one serves again"
@@ -128,13 +129,14 @@ TRAIN_ARGS ?= --steps 70 --max-minutes 62 --checkpoint-every 10 --listwise 1
 RUN_DIR := .trail-data/runs/$(DATASET)
 MODEL_FILES := adapter heads.safetensors trail_config.json training_metadata.json loss_history.json
 
+REFIT ?=
 REFIT_ARGS ?=
-# Training writes checkpoints to .trail-data/runs/DATASET (resumable: make train TRAIN_ARGS=--resume ...), then
-# refits the score head on the frozen LLM's prompt states (epochs chosen on validation windows; REFIT_ARGS: see
+# Training writes checkpoints to .trail-data/runs/DATASET (resumable: make train TRAIN_ARGS=--resume ...); REFIT=1
+# then refits the score head on the frozen LLM's prompt states (epochs chosen on validation windows; REFIT_ARGS: see
 # trail refit-head -h); the final adapter + heads (a few MB, no base weights) are copied to models/DATASET.
 train: setup
 	$(TRAIL) train $(DATASET) --out $(RUN_DIR) $(TRAIN_ARGS)
-	$(TRAIL) refit-head $(RUN_DIR) $(DATASET) $(REFIT_ARGS)
+	$(if $(filter 1 yes true,$(REFIT)),$(TRAIL) refit-head $(RUN_DIR) $(DATASET) $(REFIT_ARGS))
 	rm -rf models/$(DATASET) && mkdir -p models/$(DATASET)
 	cd $(RUN_DIR) && cp -r $(MODEL_FILES) $(CURDIR)/models/$(DATASET)/
 
