@@ -22,14 +22,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from trail.features import FEATURE_NAMES, model_features
+from trail.features import FEATURE_NAMES
 from trail.signals import TrendSignals
 
 from .baselines import FloatArray, TrainingPairs
 from .examples import Example, subsample
 from .llm_forecasters import _CandidateScorer
 from .losses import LossWeights, score_terms
-from .model import TrailConfig
+from .model import TrailConfig, head_inputs
 from .train import TrainConfig, _learning_rate_factor, candidate_pool, make_batches
 
 __all__ = ["FeatureHead"]
@@ -44,12 +44,6 @@ class _FeatureOnlyHead(nn.Module):
 
     def forward(self, features: torch.Tensor, current_log_count: torch.Tensor) -> torch.Tensor:
         return current_log_count + self.mlp(features).squeeze(-1)
-
-
-def _inputs(signals: Sequence[TrendSignals]) -> tuple[torch.Tensor, torch.Tensor]:
-    features = torch.from_numpy(model_features(signals))
-    current = torch.log1p(torch.tensor([s.item.count for s in signals], dtype=torch.float32))
-    return features, current
 
 
 @dataclass
@@ -97,7 +91,7 @@ class FeatureHead(_CandidateScorer):
             batch = batches[step % len(batches)]  # cycles through the batches, as `trail train` does
             for group in optimizer.param_groups:
                 group["lr"] = config.head_learning_rate * _learning_rate_factor(step, schedule)
-            features, current = _inputs([e.signals for e in batch])
+            features, current = head_inputs([e.signals for e in batch])
             labels = torch.tensor([e.label for e in batch], dtype=torch.float32)
             scores = self.head(features, current)
             loss = sum((getattr(weights, name) * value for name, value in score_terms(scores, labels, weights).items()),
@@ -111,5 +105,5 @@ class FeatureHead(_CandidateScorer):
 
     def _llm_counts(self, signals: Sequence[TrendSignals]) -> FloatArray:
         with torch.no_grad():
-            log_counts = self.head(*_inputs(signals)).numpy().astype(np.float64)
+            log_counts = self.head(*head_inputs(signals)).numpy().astype(np.float64)
         return np.clip(np.expm1(log_counts), 0.0, None)

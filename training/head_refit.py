@@ -24,12 +24,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from trail.features import model_features
-
 from .examples import Example, subsample
 from .losses import LossWeights, score_terms
 from .metrics import mae_log1p, ndcg_at_k
-from .model import HEADS_FILE, TrailModel
+from .model import HEADS_FILE, TrailModel, head_inputs
 from .train import METADATA_FILE, candidate_pool
 
 __all__ = ["HeadRefitConfig", "PromptStates", "RefitResult", "prompt_states", "refit_score_head"]
@@ -81,8 +79,7 @@ def prompt_states(model: TrailModel, examples: Sequence[Example], batch_size: in
     """One prompt-only forward per example, and what the head reads besides."""
     signals = [e.signals for e in examples]
     hidden = model.prompt_states([model.config.render_prompt(s) for s in signals], batch_size)
-    return PromptStates(hidden, torch.from_numpy(model_features(signals)),
-                        torch.log1p(torch.tensor([s.item.count for s in signals], dtype=torch.float32)),
+    return PromptStates(hidden, *head_inputs(signals),
                         torch.tensor([e.label for e in examples], dtype=torch.float32),
                         np.array([e.window_index for e in examples]))
 
@@ -149,9 +146,7 @@ def refit_score_head(model: TrailModel, train: Sequence[Example], validation: Se
         for rows in _window_batches(train_states, config.batch_size, rng):
             scores = head(*train_states.rows(rows))
             terms = score_terms(scores, train_states.labels[torch.as_tensor(rows)], config.weights)
-            factors = {"regression": config.weights.regression, "pairwise": config.weights.pairwise,
-                       "listwise": config.weights.listwise}
-            loss = sum((factors[name] * value for name, value in terms.items()), torch.zeros(()))
+            loss = sum((getattr(config.weights, name) * value for name, value in terms.items()), torch.zeros(()))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)

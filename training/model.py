@@ -34,7 +34,7 @@ from trail.signals import TrendSignals
 
 from .backbone import Backbone, load_backbone
 
-__all__ = ["Encoded", "TrailConfig", "TrailModel", "explanation_target"]
+__all__ = ["Encoded", "TrailConfig", "TrailModel", "explanation_target", "head_inputs"]
 
 CONFIG_FILE = "trail_config.json"
 HEADS_FILE = "heads.safetensors"
@@ -74,6 +74,13 @@ class TrailConfig:
     def explanation_cue(self, signals: TrendSignals, predicted_count: float) -> str:
         """The explanation cue in this model's format."""
         return explanation_cue(signals, predicted_count, self.prompt_format)
+
+
+def head_inputs(signals: Sequence[TrendSignals]) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the score head reads besides the LLM: the numeric features and ``log1p`` of this window's count."""
+    features = torch.from_numpy(model_features(signals))
+    current = torch.log1p(torch.tensor([s.item.count for s in signals], dtype=torch.float32))
+    return features, current
 
 
 def explanation_target(explanation: str, eos_token: str) -> str:
@@ -213,9 +220,7 @@ class TrailModel(nn.Module):
         """Predicted ``log1p(next count)`` per row, read at ``batch.score_index``."""
         rows = torch.arange(hidden.shape[0])
         at_prompt_end = hidden[rows, batch.score_index]
-        features = torch.from_numpy(model_features(signals))
-        current = torch.log1p(torch.tensor([s.item.count for s in signals], dtype=torch.float32))
-        return self.score_head(at_prompt_end, features, current)
+        return self.score_head(at_prompt_end, *head_inputs(signals))
 
     def signal_embedding(self, hidden: torch.Tensor, batch: Encoded) -> torch.Tensor:
         rows = torch.arange(hidden.shape[0])
@@ -244,9 +249,7 @@ class TrailModel(nn.Module):
     @torch.no_grad()
     def score_states(self, states: torch.Tensor, signals: Sequence[TrendSignals]) -> np.ndarray:
         """``log1p`` of the predicted next count from prompt states (:meth:`prompt_states`) and the items' signals."""
-        features = torch.from_numpy(model_features(signals))
-        current = torch.log1p(torch.tensor([s.item.count for s in signals], dtype=torch.float32))
-        return self.score_head(states, features, current).float().numpy()
+        return self.score_head(states, *head_inputs(signals)).float().numpy()
 
     def predict_log_counts(self, signals: Sequence[TrendSignals], batch_size: int = 16) -> np.ndarray:
         """``log1p`` of the predicted next-window count of each item (prompt-only forwards)."""
