@@ -5,6 +5,7 @@ nothing but the score head moves."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -81,3 +82,38 @@ def test_checkpoints_that_share_their_llm_share_prompt_states_in_the_evaluation(
         np.testing.assert_allclose(predicted, alone, rtol=1e-5, atol=1e-5)
     assert [f.states_reused for f in forecasters] == [0, len(window), 0]
     assert not np.allclose(forecasters[0]._llm_counts(window), forecasters[1]._llm_counts(window))
+
+
+def test_cached_prompt_states_skip_the_forward_passes_and_are_keyed_by_the_llm(split, tmp_path: Path) -> None:
+    model = TrailModel.create(TINY).eval()
+    chosen = list(split.validation[:6])
+    forwards = []
+    compute = model.prompt_states
+    model.prompt_states = lambda prompts, batch_size: forwards.append(len(prompts)) or compute(prompts, batch_size)
+    first = prompt_states(model, chosen, batch_size=3, cache=tmp_path, llm_key="llm-a")
+    again = prompt_states(model, chosen, batch_size=3, cache=tmp_path, llm_key="llm-a")
+    other_llm = prompt_states(model, chosen, batch_size=3, cache=tmp_path, llm_key="llm-b")
+    other_items = prompt_states(model, chosen[:4], batch_size=3, cache=tmp_path, llm_key="llm-a")
+    assert forwards == [6, 6, 4]  # the second call read the cache; another LLM or other prompts computed their own
+    assert torch.equal(first.hidden, again.hidden) and torch.equal(first.hidden, other_llm.hidden)
+    torch.testing.assert_close(other_items.hidden, first.hidden[:4], rtol=0, atol=1e-5)
+    assert len(list(tmp_path.glob("*.safetensors"))) == 3 and not list(tmp_path.glob("*.partial"))
+
+
+def test_a_cosine_schedule_with_hidden_noise_is_reproducible_and_still_keeps_the_best_epoch(split) -> None:
+    config = HeadRefitConfig(epochs=4, batch_size=8, candidates=10, per_window=10, schedule="cosine",
+                             hidden_noise=0.5)
+    results, heads = [], []
+    for _ in range(2):
+        model = TrailModel.create(TINY)
+        results.append(refit_score_head(model, split.train, split.validation, config, log=lambda _: None))
+        heads.append(model.score_head.state_dict())
+    assert results[0].validation_ndcg20 == results[1].validation_ndcg20
+    assert all(torch.equal(heads[0][k], heads[1][k]) for k in heads[0])
+    assert results[0].validation_ndcg20[results[0].chosen_epoch] == max(results[0].validation_ndcg20)
+    quiet = refit_score_head(TrailModel.create(TINY), split.train, split.validation,
+                             replace(config, hidden_noise=0.0), log=lambda _: None)
+    assert quiet.validation_mae_log1p[1:] != results[0].validation_mae_log1p[1:]  # the noise reached the head
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        refit_score_head(TrailModel.create(TINY), split.train, split.validation,
+                         HeadRefitConfig(epochs=1, schedule="linear"), log=lambda _: None)

@@ -36,11 +36,14 @@ def test_train_then_export_a_tiny_model(tmp_path: Path) -> None:
     assert metadata["steps_completed"] == 2 and metadata["window"] == "1h" and len(metadata["events_sha256"]) == 64
     assert metadata["command"].startswith("trail train csv")
     refit = run_trail("refit-head", str(out), "csv", "--path", str(data), "--map", "item_id=sku,ts=time,user_id=customer,"
-                      "title=name,category=cat", "--epochs", "2", "--threads", "1")
+                      "title=name,category=cat", "--epochs", "2", "--threads", "1", "--schedule", "cosine",
+                      "--states-cache", str(tmp_path / "states"))
     assert refit.returncode == 0, refit.stderr.decode()[-2000:]
+    assert len(list((tmp_path / "states").glob("*.safetensors"))) == 2  # training pool and validation candidates
     assert b"epoch" in refit.stdout and b"kept, validation NDCG@20" in refit.stdout
     refit_record = json.loads((out / "training_metadata.json").read_text())["head_refit"]
     assert len(refit_record["validation_ndcg20"]) == 3 and refit_record["command"].startswith("trail refit-head")
+    assert refit_record["config"]["schedule"] == "cosine"
     exported = run_trail("export", str(out), "--repository", str(tmp_path / "repo"), "--model-name", "tiny")
     assert exported.returncode == 0, exported.stderr.decode()[-2000:]
     assert b"version 1 published" in exported.stdout

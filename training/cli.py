@@ -88,7 +88,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _register_refit_head(commands: argparse._SubParsersAction) -> None:
-    from .head_refit import HeadRefitConfig
+    from .head_refit import SCHEDULES, HeadRefitConfig
 
     defaults = HeadRefitConfig()
     refit = commands.add_parser(
@@ -108,6 +108,13 @@ def _register_refit_head(commands: argparse._SubParsersAction) -> None:
     refit.add_argument("--validation-every", type=positive_int, default=defaults.validation_every,
                        help="use every n-th validation window (counted from the newest)")
     refit.add_argument("--learning-rate", type=positive_float, default=defaults.learning_rate)
+    refit.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule,
+                       help="the head's learning rate over the epochs")
+    refit.add_argument("--hidden-noise", type=non_negative_float, default=defaults.hidden_noise,
+                       help="Gaussian noise on the LLM state while training, in units of each dimension's std")
+    refit.add_argument("--states-cache", type=Path, default=Path(".trail-data/prompt-states"),
+                       help="folder keeping the prompt states, keyed by the LLM weights and the prompts: a second "
+                            "refit of the same checkpoint skips the forward passes ('' to keep none)")
     refit.add_argument("--threads", type=positive_int, help="torch CPU threads (default: all cores)")
     refit.set_defaults(run=_refit_head)
 
@@ -201,7 +208,7 @@ def _refit_head(args: argparse.Namespace) -> int:
 
     from .feature_head import FeatureHead
     from .head_refit import HeadRefitConfig, refit_score_head, save_refit
-    from .model import TrailModel
+    from .model import TrailModel, llm_digest
 
     if not (args.checkpoint / "trail_config.json").exists():
         raise FileNotFoundError(f"{args.checkpoint} is not a TRAIL checkpoint (no trail_config.json)")
@@ -214,6 +221,7 @@ def _refit_head(args: argparse.Namespace) -> int:
     recipe = FeatureHead.recipe_of(args.checkpoint)
     config = HeadRefitConfig(epochs=args.epochs, max_train_examples=args.max_train_examples,
                              validation_every=args.validation_every, learning_rate=args.learning_rate,
+                             schedule=args.schedule, hidden_noise=args.hidden_noise,
                              **({"weights": recipe[0].weights, "candidates": recipe[0].candidates,
                                  "per_window": recipe[0].per_window, "seed": recipe[0].seed} if recipe else {}))
     window = args.window or metadata.get("window") or DEFAULT_WINDOWS.get(args.dataset, "7d")
@@ -223,7 +231,9 @@ def _refit_head(args: argparse.Namespace) -> int:
                           f"these are {digest[:16]})")
     model = TrailModel.load(args.checkpoint)
     result = refit_score_head(model, split.train, split.validation, config,
-                              log=lambda message: print(message, file=sys.stderr))
+                              log=lambda message: print(message, file=sys.stderr),
+                              states_cache=args.states_cache if str(args.states_cache) not in ("", ".") else None,
+                              llm_key=llm_digest(args.checkpoint))
     save_refit(model, args.checkpoint, result, config, _command_line())
     print(f"refit head of {args.checkpoint}: epoch {result.chosen_epoch} of {config.epochs} kept, validation NDCG@20 "
           f"{result.validation_ndcg20[0]:.4f} -> {result.validation_ndcg20[result.chosen_epoch]:.4f}, MAE "

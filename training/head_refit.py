@@ -14,6 +14,7 @@ refit can only be kept if it beats the head it replaces on validation windows. T
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import time
@@ -30,7 +31,9 @@ from .metrics import mae_log1p, ndcg_at_k
 from .model import HEADS_FILE, TrailModel, head_inputs
 from .train import METADATA_FILE, candidate_pool
 
-__all__ = ["HeadRefitConfig", "PromptStates", "RefitResult", "prompt_states", "refit_score_head"]
+__all__ = ["SCHEDULES", "HeadRefitConfig", "PromptStates", "RefitResult", "prompt_states", "refit_score_head"]
+
+SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,8 @@ class HeadRefitConfig:
     # The two caps bound the forward passes (~1 item/s on a slow 2-core CPU): what the shipped refits used.
     max_train_examples: int | None = 1200  # whole training windows kept evenly over the span, the newest first
     validation_every: int = 2  # validation windows kept: every n-th, counted from the newest
+    schedule: str = "constant"  # the head's learning rate: "constant", or "cosine" down to 0 over the epochs
+    hidden_noise: float = 0.0  # Gaussian noise on the hidden state while training, in units of each dimension's std
     seed: int = 0
     weights: LossWeights = field(default_factory=LossWeights)
 
@@ -75,13 +80,38 @@ class RefitResult:
     seconds_fit: float
 
 
-def prompt_states(model: TrailModel, examples: Sequence[Example], batch_size: int = 16) -> PromptStates:
-    """One prompt-only forward per example, and what the head reads besides."""
+def prompt_states(model: TrailModel, examples: Sequence[Example], batch_size: int = 16,
+                  cache: Path | None = None, llm_key: str = "") -> PromptStates:
+    """One prompt-only forward per example, and what the head reads besides.
+
+    ``cache``: a folder where the hidden states are kept, one file per (``llm_key``, prompts) — ``llm_key`` must
+    name the LLM weights (:func:`training.model.llm_digest`), so another adapter never reads them. A second refit of
+    the same checkpoint (other epochs, rates, noise) then skips the forward passes, the slow part on a CPU.
+    """
     signals = [e.signals for e in examples]
-    hidden = model.prompt_states([model.config.render_prompt(s) for s in signals], batch_size)
+    prompts = [model.config.render_prompt(s) for s in signals]
+    hidden = _cached_hidden(model, prompts, batch_size, cache, llm_key)
     return PromptStates(hidden, *head_inputs(signals),
                         torch.tensor([e.label for e in examples], dtype=torch.float32),
                         np.array([e.window_index for e in examples]))
+
+
+def _cached_hidden(model: TrailModel, prompts: list[str], batch_size: int, cache: Path | None,
+                   llm_key: str) -> torch.Tensor:
+    from safetensors.torch import load_file, save_file
+
+    if cache is None or not llm_key:
+        return model.prompt_states(prompts, batch_size)
+    key = hashlib.sha256("\0".join([llm_key, *prompts]).encode()).hexdigest()[:32]
+    path = Path(cache) / f"{key}.safetensors"
+    if path.exists():
+        return load_file(str(path))["hidden"]
+    hidden = model.prompt_states(prompts, batch_size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    save_file({"hidden": hidden.contiguous()}, str(partial))
+    partial.replace(path)  # atomic: an interrupted run never leaves a truncated cache entry
+    return hidden
 
 
 def _thin_windows(examples: Sequence[Example], keep_every: int) -> list[Example]:
@@ -121,8 +151,14 @@ def _window_batches(states: PromptStates, batch_size: int, rng: random.Random) -
 
 
 def refit_score_head(model: TrailModel, train: Sequence[Example], validation: Sequence[Example],
-                     config: HeadRefitConfig = HeadRefitConfig(), log=print) -> RefitResult:
-    """Refit ``model.score_head`` in place; it ends as the epoch with the best validation NDCG@20."""
+                     config: HeadRefitConfig = HeadRefitConfig(), log=print, states_cache: Path | None = None,
+                     llm_key: str = "") -> RefitResult:
+    """Refit ``model.score_head`` in place; it ends as the epoch with the best validation NDCG@20.
+
+    ``states_cache`` / ``llm_key``: where prompt states are kept between refits (see :func:`prompt_states`).
+    """
+    if config.schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, not {config.schedule!r}")
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     model.eval()
@@ -130,7 +166,8 @@ def refit_score_head(model: TrailModel, train: Sequence[Example], validation: Se
     pool = _training_pool(train, config)
     held_out = _thin_windows(candidate_pool(validation, config.candidates), config.validation_every)
     log(f"prompt states: {len(pool)} training and {len(held_out)} validation examples ...")
-    train_states, validation_states = prompt_states(model, pool), prompt_states(model, held_out)
+    train_states = prompt_states(model, pool, cache=states_cache, llm_key=llm_key)
+    validation_states = prompt_states(model, held_out, cache=states_cache, llm_key=llm_key)
     seconds_states = time.monotonic() - started
     log(f"prompt states took {seconds_states:.0f} s ({(len(pool) + len(held_out)) / seconds_states:.1f} items/s)")
 
@@ -141,16 +178,25 @@ def refit_score_head(model: TrailModel, train: Sequence[Example], validation: Se
     history_ndcg, history_mae, best_epoch = [ndcg], [mae], 0
     log(f"epoch 0 (head as trained): validation NDCG@20 {ndcg:.4f}, MAE {mae:.4f}")
     optimizer = torch.optim.AdamW(head.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    batches_per_epoch = len(_window_batches(train_states, config.batch_size, random.Random(config.seed)))
+    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * batches_per_epoch)
+                if config.schedule == "cosine" else None)
+    noise_scale = config.hidden_noise * train_states.hidden.std(dim=0, keepdim=True)
     for epoch in range(1, config.epochs + 1):
         head.train()
         for rows in _window_batches(train_states, config.batch_size, rng):
-            scores = head(*train_states.rows(rows))
+            hidden, features, current_log = train_states.rows(rows)
+            if config.hidden_noise:
+                hidden = hidden + noise_scale * torch.randn_like(hidden)
+            scores = head(hidden, features, current_log)
             terms = score_terms(scores, train_states.labels[torch.as_tensor(rows)], config.weights)
             loss = sum((getattr(config.weights, name) * value for name, value in terms.items()), torch.zeros(()))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
             optimizer.step()
+            if schedule is not None:
+                schedule.step()
         head.eval()
         ndcg, mae = _validation_scores(model, validation_states)
         history_ndcg.append(ndcg)

@@ -16,7 +16,6 @@ Each can also explain: :meth:`explain` returns one text per item for a given pre
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 from dataclasses import dataclass, field
@@ -77,17 +76,6 @@ class _CandidateScorer:
 _PROMPT_STATES: dict[tuple[str, str], torch.Tensor] = {}
 
 
-def _llm_digest(checkpoint: Path) -> str:
-    """sha256 over the adapter's files and the model config: what the prompt states depend on (not the heads)."""
-    from .model import ADAPTER_FOLDER, CONFIG_FILE
-
-    digest = hashlib.sha256()
-    for path in sorted((checkpoint / ADAPTER_FOLDER).rglob("*")) + [checkpoint / CONFIG_FILE]:
-        if path.is_file():
-            digest.update(path.relative_to(checkpoint).as_posix().encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
 @dataclass
 class TrailForecaster(_CandidateScorer):
     checkpoint: Path = Path("models/online-retail")
@@ -96,10 +84,10 @@ class TrailForecaster(_CandidateScorer):
     states_reused: int = field(default=0, init=False)  # candidates whose prompt state another checkpoint computed
 
     def __post_init__(self) -> None:
-        from .model import TrailModel
+        from .model import TrailModel, llm_digest
 
         self.model = TrailModel.load(self.checkpoint)
-        self.llm_digest = _llm_digest(Path(self.checkpoint))
+        self.llm_digest = llm_digest(Path(self.checkpoint))
 
     @property
     def name(self) -> str:

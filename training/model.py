@@ -15,6 +15,7 @@ A checkpoint is a Hugging Face-style folder: ``adapter/`` (peft), ``heads.safete
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,11 +35,21 @@ from trail.signals import TrendSignals
 
 from .backbone import Backbone, load_backbone
 
-__all__ = ["Encoded", "TrailConfig", "TrailModel", "explanation_target", "head_inputs"]
+__all__ = ["Encoded", "TrailConfig", "TrailModel", "explanation_target", "head_inputs", "llm_digest"]
 
 CONFIG_FILE = "trail_config.json"
 HEADS_FILE = "heads.safetensors"
 ADAPTER_FOLDER = "adapter"
+
+
+def llm_digest(checkpoint: Path) -> str:
+    """sha256 over the adapter's files and the model config: what the prompt states depend on (not the heads)."""
+    checkpoint = Path(checkpoint)
+    digest = hashlib.sha256()
+    for path in sorted((checkpoint / ADAPTER_FOLDER).rglob("*")) + [checkpoint / CONFIG_FILE]:
+        if path.is_file():
+            digest.update(path.relative_to(checkpoint).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
