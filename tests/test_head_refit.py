@@ -14,7 +14,7 @@ import torch
 
 from training.examples import temporal_split
 from training.head_refit import HeadRefitConfig, prompt_states, refit_score_head, save_refit
-from training.model import TrailModel
+from training.model import TrailModel, head_inputs
 
 from .test_model import TINY, _examples
 
@@ -117,3 +117,56 @@ def test_a_cosine_schedule_with_hidden_noise_is_reproducible_and_still_keeps_the
     with pytest.raises(ValueError, match="schedule must be one of"):
         refit_score_head(TrailModel.create(TINY), split.train, split.validation,
                          HeadRefitConfig(epochs=1, schedule="linear"), log=lambda _: None)
+
+
+def test_the_int8_guard_scores_exactly_what_the_int8_scoring_graph_scores(tmp_path: Path) -> None:
+    """The guard's shortcut (int8 prompt states once, any head on them) must be the export's own int8 check."""
+    from training.export import (VERIFICATION_BATCH, export_scoring_graph, onnx_scores, score_inputs,
+                                 verification_signals, verify_scores)
+    from training.int8_guard import int8_guard
+    from training.quantize import quantize_scoring_graph
+
+    model = TrailModel.create(TINY).eval()
+    torch.nn.init.normal_(model.score_head.mlp[2].weight, std=0.5)  # a head that reads the LLM state
+    signals = verification_signals()
+    guard = int8_guard(model, signals, cache=tmp_path / "states", llm_key="tiny")
+    assert not torch.equal(guard.int8_states, guard.fp32_states)  # the states really went through int8 MatMuls
+    export_scoring_graph(model, signals[:4], tmp_path / "score.onnx")
+    quantize_scoring_graph(tmp_path / "score.onnx", tmp_path / "score.int8.onnx")
+    graph_scores = np.concatenate([onnx_scores(tmp_path / "score.int8.onnx", score_inputs(model, signals[i: i + VERIFICATION_BATCH]))
+                                   for i in range(0, len(signals), VERIFICATION_BATCH)])
+    with torch.no_grad():
+        guard_scores = model.score_head(guard.int8_states, guard.features, guard.current_log).numpy()
+    np.testing.assert_allclose(guard_scores, graph_scores, rtol=0, atol=1e-4)
+    export_check = verify_scores(model, tmp_path / "score.int8.onnx", signals, tolerance=float("inf"))
+    assert guard.spearman(model.score_head) == pytest.approx(export_check.spearman, abs=1e-9)
+    again = int8_guard(model, signals, cache=tmp_path / "states", llm_key="tiny")  # read back, not re-exported
+    assert torch.equal(again.int8_states, guard.int8_states) and len(list((tmp_path / "states").glob("*"))) == 2
+
+
+def test_with_an_int8_guard_only_epochs_that_pass_it_can_be_kept(split) -> None:
+    from training.int8_guard import Int8Guard
+
+    config = HeadRefitConfig(epochs=6, batch_size=8, candidates=10, per_window=10, learning_rate=1e-2)
+    signals = [e.signals for e in split.validation[:24]]
+    states = prompt_states(TrailModel.create(TINY), split.validation[:24]).hidden
+    noisy = states + 0.5 * states.std() * torch.randn(states.shape, generator=torch.Generator().manual_seed(1))
+    lenient = Int8Guard(states, noisy, *head_inputs(signals), min_spearman=-1.0)  # every epoch passes
+
+    def scrambled() -> TrailModel:  # a head that ranks badly, so that later epochs beat epoch 0
+        model = TrailModel.create(TINY)
+        with torch.no_grad():
+            model.score_head.mlp[2].weight.copy_(torch.randn(model.score_head.mlp[2].weight.shape,
+                                                             generator=torch.Generator().manual_seed(2)))
+        return model
+
+    free = refit_score_head(scrambled(), split.train, split.validation, config, log=lambda _: None, guard=lenient)
+    assert free.int8_spearman is not None and len(free.int8_spearman) == config.epochs + 1
+    assert free.chosen_epoch > 0 and len(set(free.int8_spearman)) > 1
+    bar = free.int8_spearman[free.chosen_epoch] + 1e-6  # the unguarded choice now fails
+    strict = refit_score_head(scrambled(), split.train, split.validation, config, log=lambda _: None,
+                              guard=replace(lenient, min_spearman=bar))
+    assert strict.validation_ndcg20 == free.validation_ndcg20  # the guard changes the choice, never the training
+    allowed = [0] + [e for e in range(1, config.epochs + 1) if free.int8_spearman[e] >= bar]
+    assert strict.chosen_epoch == max(allowed, key=lambda e: (free.validation_ndcg20[e], -e))
+    assert strict.chosen_epoch != free.chosen_epoch

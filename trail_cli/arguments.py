@@ -37,6 +37,14 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def unit_fraction(text: str) -> float:
+    """A number in [0, 1] (a share, a correlation bar)."""
+    value = non_negative_float(text) if text.strip() else float("nan")
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+    return value
+
+
 def timestamp_ms(text: str) -> int:
     """An ISO-8601 date or time (UTC unless it says otherwise) → epoch milliseconds, as events' ``ts`` reads."""
     from trail.events import InvalidEvent, parse_ts

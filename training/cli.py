@@ -7,8 +7,11 @@ import shlex
 import sys
 from pathlib import Path
 
-from trail_cli.arguments import http_url, non_negative_float, positive_float, positive_int, timestamp_ms
+from trail_cli.arguments import (http_url, non_negative_float, positive_float, positive_int, timestamp_ms,
+                                 unit_fraction)
 from trail.errors import ConfigError
+
+from .quantize import MIN_INT8_SPEARMAN
 
 __all__ = ["register"]
 
@@ -78,7 +81,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--keep", type=positive_int, default=3, help="versions kept (older ones are removed)")
     export.add_argument("--quantize", action="store_true",
                         help="ship the outlier-aware int8 scoring graph (~1.6x faster on CPU; refused unless its "
-                             "Spearman vs PyTorch >= 0.99)")
+                             f"Spearman vs PyTorch >= {MIN_INT8_SPEARMAN})")
     export.add_argument("--triton", metavar="URL", type=http_url,
                         help="a running Triton's HTTP address (e.g. http://127.0.0.1:8000): load the new version")
     export.set_defaults(run=_export)
@@ -115,6 +118,9 @@ def _register_refit_head(commands: argparse._SubParsersAction) -> None:
     refit.add_argument("--states-cache", type=Path, default=Path(".trail-data/prompt-states"),
                        help="folder keeping the prompt states, keyed by the LLM weights and the prompts: a second "
                             "refit of the same checkpoint skips the forward passes ('' to keep none)")
+    refit.add_argument("--min-int8-spearman", type=unit_fraction, default=MIN_INT8_SPEARMAN,
+                       help="keep only epochs whose head passes the int8 export's check at this Spearman (0: any "
+                            "epoch; the head may then ship only as fp32)")
     refit.add_argument("--threads", type=positive_int, help="torch CPU threads (default: all cores)")
     refit.set_defaults(run=_refit_head)
 
@@ -208,6 +214,7 @@ def _refit_head(args: argparse.Namespace) -> int:
 
     from .feature_head import FeatureHead
     from .head_refit import HeadRefitConfig, refit_score_head, save_refit
+    from .int8_guard import int8_guard
     from .model import TrailModel, llm_digest
 
     if not (args.checkpoint / "trail_config.json").exists():
@@ -230,14 +237,19 @@ def _refit_head(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.checkpoint} was trained on other events (sha256 {metadata['events_sha256'][:16]}, "
                           f"these are {digest[:16]})")
     model = TrailModel.load(args.checkpoint)
+    states_cache = args.states_cache if str(args.states_cache) not in ("", ".") else None
+    llm_key = llm_digest(args.checkpoint)
+    guard = (int8_guard(model, min_spearman=args.min_int8_spearman, cache=states_cache, llm_key=llm_key)
+             if args.min_int8_spearman > 0 else None)
     result = refit_score_head(model, split.train, split.validation, config,
                               log=lambda message: print(message, file=sys.stderr),
-                              states_cache=args.states_cache if str(args.states_cache) not in ("", ".") else None,
-                              llm_key=llm_digest(args.checkpoint))
+                              states_cache=states_cache, llm_key=llm_key, guard=guard)
     save_refit(model, args.checkpoint, result, config, _command_line())
-    print(f"refit head of {args.checkpoint}: epoch {result.chosen_epoch} of {config.epochs} kept, validation NDCG@20 "
-          f"{result.validation_ndcg20[0]:.4f} -> {result.validation_ndcg20[result.chosen_epoch]:.4f}, MAE "
-          f"{result.validation_mae_log1p[0]:.4f} -> {result.validation_mae_log1p[result.chosen_epoch]:.4f}")
+    kept = result.chosen_epoch
+    int8 = f", int8 Spearman {result.int8_spearman[kept]:.4f}" if result.int8_spearman else ""
+    print(f"refit head of {args.checkpoint}: epoch {kept} of {config.epochs} kept, validation NDCG@20 "
+          f"{result.validation_ndcg20[0]:.4f} -> {result.validation_ndcg20[kept]:.4f}, MAE "
+          f"{result.validation_mae_log1p[0]:.4f} -> {result.validation_mae_log1p[kept]:.4f}{int8}")
     return 0
 
 

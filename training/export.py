@@ -26,10 +26,12 @@ from trail.signals import TrendSignals
 from trail.windows import WindowSpec
 
 from .model import ScoreHead, TrailModel
+from .quantize import MIN_INT8_SPEARMAN
 
-__all__ = ["SCORE_INPUTS", "ScoringGraph", "export_scoring_graph", "onnx_scores", "verify_scores"]
+__all__ = ["SCORE_INPUTS", "PromptStateGraph", "ScoringGraph", "export_scoring_graph", "onnx_scores", "verify_scores"]
 
 OPSET = 17
+VERIFICATION_BATCH = 8  # verification items per ONNX call: dynamic int8 scales are per batch, so this is part of a check
 
 
 class ScoringGraph(nn.Module):
@@ -40,14 +42,29 @@ class ScoringGraph(nn.Module):
         self.decoder = decoder
         self.head = head
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, features: torch.Tensor,
-                current_log_count: torch.Tensor) -> torch.Tensor:
+    def prompt_state(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The decoder's hidden state at each prompt's last token: all the head reads from the LLM."""
         position_ids = (attention_mask.cumsum(-1) - 1).clamp_min(0)
         hidden = self.decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                               use_cache=False).last_hidden_state
         last = attention_mask.sum(-1) - 1
-        at_prompt_end = hidden[torch.arange(hidden.shape[0]), last]
-        return self.head(at_prompt_end, features, current_log_count)
+        return hidden[torch.arange(hidden.shape[0]), last]
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, features: torch.Tensor,
+                current_log_count: torch.Tensor) -> torch.Tensor:
+        return self.head(self.prompt_state(input_ids, attention_mask), features, current_log_count)
+
+
+class PromptStateGraph(nn.Module):
+    """The scoring graph without its head (same decoder, same node names below it): what :mod:`training.int8_guard`
+    quantises to see the LLM states an int8 scoring graph would hand to any head."""
+
+    def __init__(self, scoring: ScoringGraph) -> None:
+        super().__init__()
+        self.scoring = scoring
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.scoring.prompt_state(input_ids, attention_mask)
 
 
 def merged_scoring_graph(model: TrailModel) -> ScoringGraph:
@@ -68,7 +85,7 @@ def score_inputs(model: TrailModel, signals: Sequence[TrendSignals]) -> dict[str
     }
 
 
-def _register_vmap_free_masks() -> None:
+def register_vmap_free_masks() -> None:
     """transformers' default sdpa mask uses vmap, which the TorchScript ONNX exporter cannot trace."""
     from optimum.exporters.onnx.model_patcher import sdpa_mask_without_vmap
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
@@ -78,7 +95,7 @@ def _register_vmap_free_masks() -> None:
 
 def export_scoring_graph(model: TrailModel, example_signals: Sequence[TrendSignals], path: Path) -> Path:
     """Write ``path`` (an ONNX file, weights inline when under 2 GB) for ``model``'s scoring graph."""
-    _register_vmap_free_masks()
+    register_vmap_free_masks()
     graph = merged_scoring_graph(model)
     inputs = score_inputs(model, example_signals)
     tensors = tuple(torch.from_numpy(inputs[name]) for name in SCORE_INPUTS)
@@ -112,7 +129,7 @@ class ScoreCheck:
 
 
 def verify_scores(model: TrailModel, path: Path, signals: Sequence[TrendSignals], tolerance: float = 1e-3,
-                  batch_size: int = 8) -> ScoreCheck:
+                  batch_size: int = VERIFICATION_BATCH) -> ScoreCheck:
     """ONNX vs PyTorch on ``signals`` (in batches, so padding is exercised): max abs diff and Spearman."""
     from .metrics import spearman
 
@@ -265,7 +282,7 @@ CHECKPOINT_FOLDER = "checkpoint"  # <version>/checkpoint/: the PyTorch checkpoin
 
 def export_model(checkpoint: Path, repository: Path, model_name: str = "trail", keep_versions: int = 3,
                  verify_texts: int = 3, tolerance: float = 1e-3, quantize: bool = False,
-                 min_int8_spearman: float = 0.99, manifest_extra: dict | None = None) -> ExportResult:
+                 min_int8_spearman: float = MIN_INT8_SPEARMAN, manifest_extra: dict | None = None) -> ExportResult:
     """Export ``checkpoint`` as the next version of ``model_name`` in the Triton ``repository``.
 
     Built in a hidden folder next to the versions, verified (fp32 scores within ``tolerance`` of PyTorch; the

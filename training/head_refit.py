@@ -10,11 +10,12 @@ batches. The LLM, the projections and the explanations are untouched; only ``hea
 Honest selection: each epoch is scored by NDCG@20 over the top ``candidates`` of every validation window (the
 items the worker would score), and the epoch kept is the best one, the head as it came (epoch 0) included — a
 refit can only be kept if it beats the head it replaces on validation windows. Test windows are never read here.
+With an :class:`~training.int8_guard.Int8Guard`, only epochs whose head still ranks the export's verification items
+like PyTorch on int8 LLM states compete: the kept head is one that ``trail export --quantize`` will accept.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import time
@@ -26,9 +27,11 @@ import numpy as np
 import torch
 
 from .examples import Example, subsample
+from .int8_guard import Int8Guard
 from .losses import LossWeights, score_terms
 from .metrics import mae_log1p, ndcg_at_k
 from .model import HEADS_FILE, TrailModel, head_inputs
+from .state_cache import cached_tensor
 from .train import METADATA_FILE, candidate_pool
 
 __all__ = ["SCHEDULES", "HeadRefitConfig", "PromptStates", "RefitResult", "prompt_states", "refit_score_head"]
@@ -78,6 +81,7 @@ class RefitResult:
     validation_windows: int
     seconds_states: float
     seconds_fit: float
+    int8_spearman: list[float] | None = None  # per epoch, with a guard: the export's int8 check of that epoch's head
 
 
 def prompt_states(model: TrailModel, examples: Sequence[Example], batch_size: int = 16,
@@ -98,20 +102,9 @@ def prompt_states(model: TrailModel, examples: Sequence[Example], batch_size: in
 
 def _cached_hidden(model: TrailModel, prompts: list[str], batch_size: int, cache: Path | None,
                    llm_key: str) -> torch.Tensor:
-    from safetensors.torch import load_file, save_file
-
-    if cache is None or not llm_key:
-        return model.prompt_states(prompts, batch_size)
-    key = hashlib.sha256("\0".join([llm_key, *prompts]).encode()).hexdigest()[:32]
-    path = Path(cache) / f"{key}.safetensors"
-    if path.exists():
-        return load_file(str(path))["hidden"]
-    hidden = model.prompt_states(prompts, batch_size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    save_file({"hidden": hidden.contiguous()}, str(partial))
-    partial.replace(path)  # atomic: an interrupted run never leaves a truncated cache entry
-    return hidden
+    compute = lambda: model.prompt_states(prompts, batch_size)  # noqa: E731
+    # the key list keeps the layout of the entries already on disk: the LLM's digest, then the prompts
+    return cached_tensor(cache if llm_key else None, [llm_key, *prompts], compute)
 
 
 def _thin_windows(examples: Sequence[Example], keep_every: int) -> list[Example]:
@@ -152,10 +145,11 @@ def _window_batches(states: PromptStates, batch_size: int, rng: random.Random) -
 
 def refit_score_head(model: TrailModel, train: Sequence[Example], validation: Sequence[Example],
                      config: HeadRefitConfig = HeadRefitConfig(), log=print, states_cache: Path | None = None,
-                     llm_key: str = "") -> RefitResult:
+                     llm_key: str = "", guard: Int8Guard | None = None) -> RefitResult:
     """Refit ``model.score_head`` in place; it ends as the epoch with the best validation NDCG@20.
 
     ``states_cache`` / ``llm_key``: where prompt states are kept between refits (see :func:`prompt_states`).
+    ``guard``: only epochs that pass it can be kept (epoch 0, the head as it came, is the fallback either way).
     """
     if config.schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, not {config.schedule!r}")
@@ -176,7 +170,8 @@ def refit_score_head(model: TrailModel, train: Sequence[Example], validation: Se
     best_state = {k: v.clone() for k, v in head.state_dict().items()}
     ndcg, mae = _validation_scores(model, validation_states)
     history_ndcg, history_mae, best_epoch = [ndcg], [mae], 0
-    log(f"epoch 0 (head as trained): validation NDCG@20 {ndcg:.4f}, MAE {mae:.4f}")
+    history_int8 = [guard.spearman(head)] if guard else []
+    log(f"epoch 0 (head as trained): validation NDCG@20 {ndcg:.4f}, MAE {mae:.4f}{_int8_note(history_int8)}")
     optimizer = torch.optim.AdamW(head.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     batches_per_epoch = len(_window_batches(train_states, config.batch_size, random.Random(config.seed)))
     schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * batches_per_epoch)
@@ -201,13 +196,21 @@ def refit_score_head(model: TrailModel, train: Sequence[Example], validation: Se
         ndcg, mae = _validation_scores(model, validation_states)
         history_ndcg.append(ndcg)
         history_mae.append(mae)
-        if ndcg > history_ndcg[best_epoch]:
+        if guard:
+            history_int8.append(guard.spearman(head))
+        shippable = guard is None or history_int8[-1] >= guard.min_spearman
+        if shippable and ndcg > history_ndcg[best_epoch]:
             best_epoch, best_state = epoch, {k: v.clone() for k, v in head.state_dict().items()}
-        log(f"epoch {epoch}: validation NDCG@20 {ndcg:.4f}, MAE {mae:.4f}")
+        log(f"epoch {epoch}: validation NDCG@20 {ndcg:.4f}, MAE {mae:.4f}{_int8_note(history_int8)}")
     head.load_state_dict(best_state)
     return RefitResult(best_epoch, [round(v, 4) for v in history_ndcg], [round(v, 4) for v in history_mae],
                        len(pool), len(held_out), len({e.window_index for e in held_out}), round(seconds_states, 1),
-                       round(time.monotonic() - fit_started, 1))
+                       round(time.monotonic() - fit_started, 1),
+                       [round(v, 4) for v in history_int8] if guard else None)
+
+
+def _int8_note(history_int8: list[float]) -> str:
+    return f", int8 Spearman {history_int8[-1]:.4f}" if history_int8 else ""
 
 
 def save_refit(model: TrailModel, checkpoint: Path, result: RefitResult, config: HeadRefitConfig,
