@@ -7,6 +7,8 @@ import json
 import random
 from pathlib import Path
 
+from training.quantize import MIN_INT8_SPEARMAN
+
 from .conftest import run_trail
 
 HOUR = 3600
@@ -39,11 +41,14 @@ def test_train_then_export_a_tiny_model(tmp_path: Path) -> None:
                       "title=name,category=cat", "--epochs", "2", "--threads", "1", "--schedule", "cosine",
                       "--states-cache", str(tmp_path / "states"))
     assert refit.returncode == 0, refit.stderr.decode()[-2000:]
-    assert len(list((tmp_path / "states").glob("*.safetensors"))) == 2  # training pool and validation candidates
+    # training pool, validation candidates, and the int8 guard's fp32 and int8 states of the verification items
+    assert len(list((tmp_path / "states").glob("*.safetensors"))) == 4
     assert b"epoch" in refit.stdout and b"kept, validation NDCG@20" in refit.stdout
     refit_record = json.loads((out / "training_metadata.json").read_text())["head_refit"]
     assert len(refit_record["validation_ndcg20"]) == 3 and refit_record["command"].startswith("trail refit-head")
     assert refit_record["config"]["schedule"] == "cosine"
+    kept_int8 = refit_record["int8_spearman"][refit_record["chosen_epoch"]]  # the export's int8 check, per epoch
+    assert len(refit_record["int8_spearman"]) == 3 and (refit_record["chosen_epoch"] == 0 or kept_int8 >= MIN_INT8_SPEARMAN)
     exported = run_trail("export", str(out), "--repository", str(tmp_path / "repo"), "--model-name", "tiny")
     assert exported.returncode == 0, exported.stderr.decode()[-2000:]
     assert b"version 1 published" in exported.stdout
@@ -59,6 +64,8 @@ def test_bad_training_and_export_arguments_get_one_line(tmp_path: Path) -> None:
         (["export", str(tmp_path)], b"is not a TRAIL checkpoint"),
         (["refit-head", str(tmp_path), "online-retail"], b"is not a TRAIL checkpoint"),
         (["refit-head", "models/online-retail", "online-retail", "--epochs", "0"], b"expected a positive integer"),
+        (["refit-head", "models/online-retail", "online-retail", "--min-int8-spearman", "2"],
+         b"expected a number from 0 to 1, got '2'"),
         (["evaluate", "online-retail", "--ablation", "nope"], b"--ablation expects NAME=CHECKPOINT"),
     ):
         done = run_trail(*args)
