@@ -48,9 +48,6 @@ class Int8Guard:
         head.train(was_training)
         return float(spearman(quantised, reference))
 
-    def passes(self, head: ScoreHead) -> bool:
-        return self.spearman(head) >= self.min_spearman
-
 
 def int8_guard(model: TrailModel, signals: Sequence[TrendSignals] | None = None,
                min_spearman: float = MIN_INT8_SPEARMAN, cache: Path | None = None, llm_key: str = "") -> Int8Guard:
@@ -66,7 +63,9 @@ def int8_guard(model: TrailModel, signals: Sequence[TrendSignals] | None = None,
     batches = [prompts[i: i + VERIFICATION_BATCH] for i in range(0, len(prompts), VERIFICATION_BATCH)]
     fp32 = cached_tensor(use_cache, [llm_key, GUARD_FORMAT, "fp32", *prompts],  # the check's reference, batch by batch
                          lambda: torch.cat([model.prompt_states(batch, len(batch)) for batch in batches]))
-    int8 = cached_tensor(use_cache, [llm_key, GUARD_FORMAT, *DEFAULT_FP32_MATMULS, *prompts],
+    import onnxruntime
+
+    int8 = cached_tensor(use_cache, [llm_key, GUARD_FORMAT, onnxruntime.__version__, *DEFAULT_FP32_MATMULS, *prompts],
                          lambda: _int8_prompt_states(model, signals, VERIFICATION_BATCH))
     return Int8Guard(fp32, int8, *head_inputs(signals), min_spearman=min_spearman)
 
