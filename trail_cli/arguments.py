@@ -39,7 +39,10 @@ def non_negative_float(text: str) -> float:
 
 def unit_fraction(text: str) -> float:
     """A number in [0, 1] (a share, a correlation bar)."""
-    value = non_negative_float(text) if text.strip() else float("nan")
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
     return value
