@@ -66,7 +66,7 @@ def test_bad_training_and_export_arguments_get_one_line(tmp_path: Path) -> None:
         (["refit-head", "models/online-retail", "online-retail", "--epochs", "0"], b"expected a positive integer"),
         (["refit-head", "models/online-retail", "online-retail", "--min-int8-spearman", "2"],
          b"expected a number from 0 to 1, got '2'"),
-        (["evaluate", "online-retail", "--ablation", "nope"], b"--ablation expects NAME=CHECKPOINT"),
+        (["evaluate", "online-retail", "--ablation", "nope"], b"argument --ablation: expects NAME=CHECKPOINT, got 'nope'"),
     ):
         done = run_trail(*args)
         assert done.returncode != 0 and message in done.stderr, done.stderr

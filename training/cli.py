@@ -11,6 +11,7 @@ from trail_cli.arguments import (http_url, non_negative_float, positive_float, p
                                  unit_fraction)
 from trail.errors import ConfigError
 
+from .checkpoint_files import require_checkpoint
 from .quantize import MIN_INT8_SPEARMAN
 
 __all__ = ["register"]
@@ -34,7 +35,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                                "model; report folder reports/<dataset>-validation)")
     evaluate.add_argument("--trail", type=Path, metavar="CHECKPOINT",
                           help="the TRAIL checkpoint to evaluate (default: models/<dataset> when it exists)")
-    evaluate.add_argument("--ablation", action="append", default=[], metavar="NAME=CHECKPOINT",
+    evaluate.add_argument("--ablation", action="append", type=_named_checkpoint, default=[], metavar="NAME=CHECKPOINT",
                           help="another TRAIL checkpoint, reported as NAME (repeatable)")
     evaluate.add_argument("--zero-shot-windows", type=int, default=2,
                           help="test windows on which the base LLM is run zero-shot (0: skip; slow on a CPU)")
@@ -74,7 +75,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.set_defaults(run=_train)
 
     export = commands.add_parser("export", help="export a TRAIL checkpoint to ONNX as the next Triton model version")
-    export.add_argument("checkpoint", nargs="?", type=Path, default=Path("models/online-retail"),
+    export.add_argument("checkpoint", nargs="?", type=_checkpoint, default=Path("models/online-retail"),
                         help="checkpoint folder (default: the shipped models/online-retail)")
     export.add_argument("--repository", type=Path, default=Path("triton_models"), help="Triton model repository")
     export.add_argument("--model-name", default="trail")
@@ -91,7 +92,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _register_refit_head(commands: argparse._SubParsersAction) -> None:
-    from .head_refit import SCHEDULES, HeadRefitConfig
+    from .head_refit_config import SCHEDULES, HeadRefitConfig
 
     defaults = HeadRefitConfig()
     refit = commands.add_parser(
@@ -100,7 +101,7 @@ def _register_refit_head(commands: argparse._SubParsersAction) -> None:
                     "candidates, then many epochs of the score head alone; the epoch with the best validation "
                     "NDCG@20 (the head as it came included) is written back into the checkpoint. Test windows are "
                     "not read.")
-    refit.add_argument("checkpoint", type=Path, help="a TRAIL checkpoint folder (rewritten in place)")
+    refit.add_argument("checkpoint", type=_checkpoint, help="a TRAIL checkpoint folder (rewritten in place)")
     refit.add_argument("dataset", help="online-retail | stackexchange | movielens | csv (the checkpoint's data)")
     refit.add_argument("--path", type=Path, help="dataset file or folder (default: the shared datasets)")
     refit.add_argument("--map", default="", help="csv only: FIELD=COLUMN,...")
@@ -127,7 +128,7 @@ def _register_refit_head(commands: argparse._SubParsersAction) -> None:
 
 def _register_refresh(commands: argparse._SubParsersAction) -> None:
     from .datasets.kafka_topics import KafkaTopics
-    from .refresh import RefreshConfig
+    from .refresh_config import RefreshConfig
 
     defaults = RefreshConfig()
     refresh = commands.add_parser(
@@ -190,6 +191,21 @@ def _register_deploy(commands: argparse._SubParsersAction) -> None:
 
 
 
+def _checkpoint(value: str) -> Path:
+    """A TRAIL checkpoint folder, checked while parsing: before the model's imports, which take seconds."""
+    try:
+        return require_checkpoint(Path(value))
+    except FileNotFoundError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _named_checkpoint(value: str) -> tuple[str, Path]:
+    name, _, folder = value.partition("=")
+    if not name or not folder:
+        raise argparse.ArgumentTypeError(f"expects NAME=CHECKPOINT, got {value!r}")
+    return name, _checkpoint(folder)
+
+
 def _command_line() -> str:
     return "trail " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
@@ -217,8 +233,6 @@ def _refit_head(args: argparse.Namespace) -> int:
     from .int8_guard import int8_guard
     from .model import TrailModel, llm_digest
 
-    if not (args.checkpoint / "trail_config.json").exists():
-        raise FileNotFoundError(f"{args.checkpoint} is not a TRAIL checkpoint (no trail_config.json)")
     if args.threads:
         torch.set_num_threads(args.threads)
     metadata_path = args.checkpoint / "training_metadata.json"
@@ -301,8 +315,6 @@ def _train(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from .export import export_model
 
-    if not (args.checkpoint / "trail_config.json").exists():
-        raise FileNotFoundError(f"{args.checkpoint} is not a TRAIL checkpoint (no trail_config.json)")
     print(f"exporting {args.checkpoint} into {args.repository}/{args.model_name} ...", file=sys.stderr)
     result = export_model(args.checkpoint, args.repository, args.model_name, keep_versions=args.keep, quantize=args.quantize)
     print(f"version {result.version} published at {result.folder} in {result.seconds:.0f} s: scores max |diff| "

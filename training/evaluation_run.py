@@ -19,10 +19,10 @@ from typing import Sequence
 
 import numpy as np
 
-from trail.errors import ConfigError
 from trail.explain import Forecast, compose
 from trail.windows import WindowSpec
 
+from .checkpoint_files import CONFIG_FILE
 from .baselines import EMA, GradientBoosting, HoltWinters, LinearTrend, Markov, MostPop, RandomForecaster
 from .datasets import open_dataset
 from .evaluate import MethodResult, evaluate, metrics_table, restrict, significance_section, write_report
@@ -44,15 +44,10 @@ def _log(message: str) -> None:
 def _trail_checkpoints(args: argparse.Namespace) -> list[tuple[str, Path]]:
     found: list[tuple[str, Path]] = []
     default = Path("models") / args.dataset
-    main = args.trail or (default if (default / "trail_config.json").exists() else None)
+    main = args.trail or (default if (default / CONFIG_FILE).exists() else None)
     if main is not None:
         found.append(("trail", Path(main)))
-    for entry in args.ablation:
-        name, _, path = entry.partition("=")
-        if not name or not path:
-            raise ConfigError(f"--ablation expects NAME=CHECKPOINT, got {entry!r}")
-        found.append((name, Path(path)))
-    return found
+    return found + list(args.ablation)  # (name, folder) pairs, parsed by the CLI
 
 
 def _no_llm_heads(checkpoint: Path, candidates: int) -> list[FeatureHead]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -27,34 +27,15 @@ import numpy as np
 import torch
 
 from .examples import Example, subsample
+from .head_refit_config import SCHEDULES, HeadRefitConfig
 from .int8_guard import Int8Guard
-from .losses import LossWeights, score_terms
+from .losses import score_terms
 from .metrics import mae_log1p, ndcg_at_k
 from .model import HEADS_FILE, TrailModel, head_inputs
 from .state_cache import cached_tensor
 from .train import METADATA_FILE, candidate_pool
 
 __all__ = ["SCHEDULES", "HeadRefitConfig", "PromptStates", "RefitResult", "prompt_states", "refit_score_head"]
-
-SCHEDULES = ("constant", "cosine")
-
-
-@dataclass(frozen=True)
-class HeadRefitConfig:
-    epochs: int = 30
-    batch_size: int = 32  # same-window batches: the ranking terms compare items that competed for one list
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.01
-    candidates: int = 200  # per window, by pre-rank: what the worker scores
-    per_window: int = 96  # training examples per window, balanced rise/fall/level as the fine-tune's pool
-    # The two caps bound the forward passes (~1 item/s on a slow 2-core CPU): what the shipped refits used.
-    max_train_examples: int | None = 1200  # whole training windows kept evenly over the span, the newest first
-    validation_every: int = 2  # validation windows kept: every n-th, counted from the newest
-    schedule: str = "constant"  # the head's learning rate: "constant", or "cosine" down to 0 over the epochs
-    hidden_noise: float = 0.0  # Gaussian noise on the hidden state while training, in units of each dimension's std
-    seed: int = 0
-    weights: LossWeights = field(default_factory=LossWeights)
-
 
 @dataclass
 class PromptStates:

@@ -34,10 +34,10 @@ from trail.serving_contract import TOKEN_LIMITS, limits_for_format
 from trail.signals import TrendSignals
 
 from .backbone import Backbone, load_backbone
+from .checkpoint_files import CONFIG_FILE, require_checkpoint
 
 __all__ = ["Encoded", "TrailConfig", "TrailModel", "explanation_target", "head_inputs", "llm_digest"]
 
-CONFIG_FILE = "trail_config.json"
 HEADS_FILE = "heads.safetensors"
 ADAPTER_FOLDER = "adapter"
 
@@ -149,11 +149,8 @@ class TrailModel(nn.Module):
     @classmethod
     def load(cls, folder: Path) -> "TrailModel":
         """A saved checkpoint (``save``'s folder), in eval mode."""
-        folder = Path(folder)
-        config_path = folder / CONFIG_FILE
-        if not config_path.exists():
-            raise FileNotFoundError(f"{folder} is not a TRAIL checkpoint (no {CONFIG_FILE})")
-        config = TrailConfig.from_json(config_path.read_text())
+        folder = require_checkpoint(Path(folder))
+        config = TrailConfig.from_json((folder / CONFIG_FILE).read_text())
         check_prompt_format(config.prompt_format, f"checkpoint {folder}")
         backbone = load_backbone(config.backbone, seed=config.backbone_seed)
         model = cls(backbone, config, adapter=folder / ADAPTER_FOLDER)

@@ -25,55 +25,28 @@ import json
 import random
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
 from trail.errors import TrailError
 from trail.events import format_ts
-from trail.signals import TrendConfig
-from trail.windows import WindowSpec
 
 from .baselines import EMA, MostPop
 from .datasets.kafka_topics import KafkaTopics
 from .evaluate import MethodResult, evaluate
 from .examples import Example, Split, build_examples
 from .explanation_eval import ExplainedItem, evaluate_explanations
-from .gate import GateDecision, GateMargins, decide
+from .gate import GateDecision, decide
 from .llm_forecasters import TrailForecaster, candidate_positions
+from .refresh_config import RefreshConfig
 
 __all__ = ["RefreshConfig", "RefreshError", "RefreshOutcome", "holdout_split", "refresh", "serving_checkpoint"]
 
 
 class RefreshError(TrailError, RuntimeError):
     """The refresh could not produce a candidate worth gating; nothing was published."""
-
-
-@dataclass(frozen=True)
-class RefreshConfig:
-    repository: Path = Path("triton_models")
-    model_name: str = "trail"
-    window: WindowSpec = field(default_factory=WindowSpec)  # as the worker closes them (TRAIL_WINDOW, lateness)
-    trend: TrendConfig = field(default_factory=TrendConfig)  # the worker's (TRAIL_BOARD_SIZE, TRAIL_EVICT_AFTER)
-    last_windows: int = 12  # windows read when no --since is given
-    holdout_windows: int = 2
-    from_scratch: bool = False
-    backbone: str = "smollm2"  # only from scratch; a warm start keeps the serving model's
-    steps: int = 40
-    batch_size: int = 8
-    per_window: int = 96
-    candidates: int = 200
-    learning_rate: float = 5e-4  # LoRA
-    head_learning_rate: float = 1e-3  # score head and projections
-    budget_minutes: float | None = None  # the whole run; training gets TRAIN_SHARE of it
-    margins: GateMargins = field(default_factory=GateMargins)
-    explain_per_window: int = 4
-    shuffle_labels: bool = False  # a candidate made worse on purpose (to see the gate refuse it)
-    triton_url: str | None = None
-    runs: Path = Path(".trail-data/refresh")
-    keep_versions: int = 3
-    seed: int = 0
 
 
 TRAIN_SHARE = 0.6  # of the time budget; the rest is for evaluating both models and exporting

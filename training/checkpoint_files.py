@@ -1,0 +1,16 @@
+"""The file that makes a folder a TRAIL checkpoint, in a module free of torch: the CLI checks a checkpoint argument
+before it imports the model (a wrong path is refused in half a second, not after ten of imports)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["CONFIG_FILE", "require_checkpoint"]
+
+CONFIG_FILE = "trail_config.json"
+
+
+def require_checkpoint(folder: Path) -> Path:
+    if not (folder / CONFIG_FILE).exists():
+        raise FileNotFoundError(f"{folder} is not a TRAIL checkpoint (no {CONFIG_FILE})")
+    return folder
