@@ -49,3 +49,19 @@ def test_bad_settings_are_one_line(setting: dict[str, str], fragment: str) -> No
     assert done.returncode == 1
     assert "Traceback" not in message and message.count("\n") == 0, message
     assert fragment in message
+
+
+def test_parsing_a_command_line_imports_no_model_library() -> None:
+    """Every `trail` verb builds the whole parser first: a bad argument, `--help` and the light verbs (replay,
+    kafka up) must not wait for torch, transformers, peft or River to import (that took 9 s per call here)."""
+    import subprocess
+    import sys
+
+    from .conftest import PROJECT_ROOT
+
+    probe = ("import sys; from trail_cli.main import build_parser; build_parser(); "
+             "print(' '.join(sorted(m for m in ('torch', 'transformers', 'peft', 'river', 'onnxruntime') "
+             "if m in sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert done.stdout.strip() == "", f"building the CLI parser imported: {done.stdout.strip()}"
