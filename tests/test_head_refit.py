@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from trail.errors import ConfigError
 from training.examples import temporal_split
 from training.head_refit import HeadRefitConfig, prompt_states, refit_score_head, save_refit
 from training.model import TrailModel, head_inputs
@@ -170,3 +171,34 @@ def test_with_an_int8_guard_only_epochs_that_pass_it_can_be_kept(split) -> None:
     allowed = [0] + [e for e in range(1, config.epochs + 1) if free.int8_spearman[e] >= bar]
     assert strict.chosen_epoch == max(allowed, key=lambda e: (free.validation_ndcg20[e], -e))
     assert strict.chosen_epoch != free.chosen_epoch
+
+
+def test_a_confident_gain_is_one_the_bootstrap_puts_above_zero() -> None:
+    from training.head_refit import confident_gain
+
+    before = [0.70, 0.80, 0.60, 0.75, 0.65, 0.72]
+    steady = [b + 0.02 for b in before]  # +0.02 on every window: beyond the noise, however resampled
+    mixed = [b + d for b, d in zip(before, (0.10, -0.08, 0.09, -0.07, 0.06, -0.05))]  # +0.008 on average, by luck
+    assert confident_gain(steady, before) == (True, (0.02, 0.02, 0.02))
+    kept, (gain, low, high) = confident_gain(mixed, before)
+    assert not kept and gain == pytest.approx(0.0083, abs=1e-4) and low < 0 < high
+
+
+def test_with_confident_gain_a_refit_within_noise_keeps_the_head_as_it_came() -> None:
+    split = temporal_split(_examples(n_items=14, hours=24), validation=0.25, test=0.25)  # 6 validation windows
+    config = HeadRefitConfig(epochs=6, batch_size=8, candidates=10, per_window=10, learning_rate=1e-2,
+                             validation_every=1)
+    free = refit_score_head(TrailModel.create(TINY), split.train, split.validation, config, log=lambda _: None)
+    model = TrailModel.create(TINY)
+    untouched = TrailModel.create(TINY)
+    careful = refit_score_head(model, split.train, split.validation, replace(config, confident_gain=True),
+                               log=lambda _: None)
+    assert careful.validation_ndcg20 == free.validation_ndcg20 and free.chosen_epoch > 0  # same training
+    gain, low, high = careful.gain_interval
+    assert gain == pytest.approx(free.validation_ndcg20[free.chosen_epoch] - free.validation_ndcg20[0], abs=2e-4)
+    assert gain > 0 and low < 0 and careful.chosen_epoch == 0  # better on average, but not beyond the noise
+    signals = [e.signals for e in split.validation]  # so the head as it came is back, exactly
+    np.testing.assert_array_equal(model.predict_log_counts(signals), untouched.predict_log_counts(signals))
+    with pytest.raises(ConfigError, match="at least 2 validation windows"):
+        refit_score_head(TrailModel.create(TINY), split.train, split.validation[:1],
+                         replace(config, confident_gain=True), log=lambda _: None)

@@ -122,6 +122,9 @@ def _register_refit_head(commands: argparse._SubParsersAction) -> None:
     refit.add_argument("--min-int8-spearman", type=unit_fraction, default=MIN_INT8_SPEARMAN,
                        help="keep only epochs whose head passes the int8 export's check at this Spearman (0: any "
                             "epoch; the head may then ship only as fp32)")
+    refit.add_argument("--confident-gain", action="store_true",
+                       help="keep a refit epoch only if its validation NDCG@20 gain over the head as it came is above "
+                            "zero at the paired bootstrap's 95%% (over validation windows); else keep the head as it came")
     refit.add_argument("--threads", type=positive_int, help="torch CPU threads (default: all cores)")
     refit.set_defaults(run=_refit_head)
 
@@ -242,7 +245,7 @@ def _refit_head(args: argparse.Namespace) -> int:
     recipe = FeatureHead.recipe_of(args.checkpoint)
     config = HeadRefitConfig(epochs=args.epochs, max_train_examples=args.max_train_examples,
                              validation_every=args.validation_every, learning_rate=args.learning_rate,
-                             schedule=args.schedule, hidden_noise=args.hidden_noise,
+                             schedule=args.schedule, hidden_noise=args.hidden_noise, confident_gain=args.confident_gain,
                              **({"weights": recipe[0].weights, "candidates": recipe[0].candidates,
                                  "per_window": recipe[0].per_window, "seed": recipe[0].seed} if recipe else {}))
     window = args.window or metadata.get("window") or DEFAULT_WINDOWS.get(args.dataset, "7d")

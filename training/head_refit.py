@@ -26,6 +26,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from trail.errors import ConfigError
+
+from .bootstrap import paired_bootstrap
 from .examples import Example, subsample
 from .head_refit_config import SCHEDULES, HeadRefitConfig
 from .int8_guard import Int8Guard
@@ -35,7 +38,8 @@ from .model import HEADS_FILE, TrailModel, head_inputs
 from .state_cache import cached_tensor
 from .train import METADATA_FILE, candidate_pool
 
-__all__ = ["SCHEDULES", "HeadRefitConfig", "PromptStates", "RefitResult", "prompt_states", "refit_score_head"]
+__all__ = ["SCHEDULES", "HeadRefitConfig", "PromptStates", "RefitResult", "confident_gain", "prompt_states",
+           "refit_score_head"]
 
 @dataclass
 class PromptStates:
@@ -63,6 +67,8 @@ class RefitResult:
     seconds_states: float
     seconds_fit: float
     int8_spearman: list[float] | None = None  # per epoch, with a guard: the export's int8 check of that epoch's head
+    # with ``confident_gain``: the best epoch's NDCG@20 gain over epoch 0 and its 95% paired-bootstrap interval
+    gain_interval: tuple[float, float, float] | None = None
 
 
 def prompt_states(model: TrailModel, examples: Sequence[Example], batch_size: int = 16,
@@ -102,15 +108,15 @@ def _training_pool(train: Sequence[Example], config: HeadRefitConfig) -> list[Ex
     return pool
 
 
-def _validation_scores(model: TrailModel, states: PromptStates) -> tuple[float, float]:
-    """Mean NDCG@20 over validation windows (candidates only) and MAE of log1p counts."""
+def _validation_scores(model: TrailModel, states: PromptStates) -> tuple[list[float], float]:
+    """NDCG@20 per validation window (candidates only, oldest first) and MAE of log1p counts."""
     with torch.no_grad():
         predicted = model.score_head(*states.rows(np.arange(len(states.labels)))).numpy().astype(np.float64)
     counts = np.clip(np.expm1(predicted), 0.0, None)
     labels = states.labels.numpy().astype(np.float64)
     per_window = [ndcg_at_k(counts[states.windows == w], labels[states.windows == w], 20)
                   for w in np.unique(states.windows)]
-    return float(np.mean(per_window)), mae_log1p(counts, labels)
+    return per_window, mae_log1p(counts, labels)
 
 
 def _window_batches(states: PromptStates, batch_size: int, rng: random.Random) -> list[np.ndarray]:
@@ -140,6 +146,9 @@ def refit_score_head(model: TrailModel, train: Sequence[Example], validation: Se
     started = time.monotonic()
     pool = _training_pool(train, config)
     held_out = _thin_windows(candidate_pool(validation, config.candidates), config.validation_every)
+    validation_windows = len({e.window_index for e in held_out})
+    if config.confident_gain and validation_windows < 2:
+        raise ConfigError(f"a confident gain needs at least 2 validation windows to resample, got {validation_windows}")
     log(f"prompt states: {len(pool)} training and {len(held_out)} validation examples ...")
     train_states = prompt_states(model, pool, cache=states_cache, llm_key=llm_key)
     validation_states = prompt_states(model, held_out, cache=states_cache, llm_key=llm_key)
@@ -148,9 +157,11 @@ def refit_score_head(model: TrailModel, train: Sequence[Example], validation: Se
 
     fit_started = time.monotonic()
     head = model.score_head
-    best_state = {k: v.clone() for k, v in head.state_dict().items()}
-    ndcg, mae = _validation_scores(model, validation_states)
-    history_ndcg, history_mae, best_epoch = [ndcg], [mae], 0
+    initial_state = {k: v.clone() for k, v in head.state_dict().items()}
+    best_state = initial_state
+    per_window, mae = _validation_scores(model, validation_states)
+    ndcg = float(np.mean(per_window))
+    history_ndcg, history_mae, history_windows, best_epoch = [ndcg], [mae], [per_window], 0
     history_int8 = [guard.spearman(head)] if guard else []
     log(f"epoch 0 (head as trained): validation NDCG@20 {ndcg:.4f}, MAE {mae:.4f}{_int8_note(history_int8)}")
     optimizer = torch.optim.AdamW(head.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -174,7 +185,9 @@ def refit_score_head(model: TrailModel, train: Sequence[Example], validation: Se
             if schedule is not None:
                 schedule.step()
         head.eval()
-        ndcg, mae = _validation_scores(model, validation_states)
+        per_window, mae = _validation_scores(model, validation_states)
+        ndcg = float(np.mean(per_window))
+        history_windows.append(per_window)
         history_ndcg.append(ndcg)
         history_mae.append(mae)
         if guard:
@@ -183,11 +196,27 @@ def refit_score_head(model: TrailModel, train: Sequence[Example], validation: Se
         if shippable and ndcg > history_ndcg[best_epoch]:
             best_epoch, best_state = epoch, {k: v.clone() for k, v in head.state_dict().items()}
         log(f"epoch {epoch}: validation NDCG@20 {ndcg:.4f}, MAE {mae:.4f}{_int8_note(history_int8)}")
+    gain = None
+    if config.confident_gain and best_epoch > 0:
+        confident, gain = confident_gain(history_windows[best_epoch], history_windows[0], config.seed)
+        log(f"epoch {best_epoch}'s NDCG@20 gain over epoch 0: {gain[0]:+.4f} [{gain[1]:+.4f}, {gain[2]:+.4f}] over "
+            f"{validation_windows} windows: " + ("kept" if confident else "within noise, the head as it came stays"))
+        if not confident:
+            best_epoch, best_state = 0, initial_state
     head.load_state_dict(best_state)
     return RefitResult(best_epoch, [round(v, 4) for v in history_ndcg], [round(v, 4) for v in history_mae],
-                       len(pool), len(held_out), len({e.window_index for e in held_out}), round(seconds_states, 1),
+                       len(pool), len(held_out), validation_windows, round(seconds_states, 1),
                        round(time.monotonic() - fit_started, 1),
-                       [round(v, 4) for v in history_int8] if guard else None)
+                       [round(v, 4) for v in history_int8] if guard else None, gain)
+
+
+def confident_gain(refit: Sequence[float], before: Sequence[float], seed: int = 0
+                   ) -> tuple[bool, tuple[float, float, float]]:
+    """Whether the refit's per-window NDCG@20 beats the head's before it beyond the noise: the paired bootstrap's 95%
+    lower bound of the mean gain is above zero. Also the gain and its interval, rounded for the record."""
+    interval = paired_bootstrap(refit, before, seed=seed)
+    gain = (round(interval.difference, 4), round(interval.difference_low, 4), round(interval.difference_high, 4))
+    return interval.difference_low > 0, gain
 
 
 def _int8_note(history_int8: list[float]) -> str:

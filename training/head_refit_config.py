@@ -25,5 +25,10 @@ class HeadRefitConfig:
     validation_every: int = 2  # validation windows kept: every n-th, counted from the newest
     schedule: str = "constant"  # the head's learning rate: "constant", or "cosine" down to 0 over the epochs
     hidden_noise: float = 0.0  # Gaussian noise on the hidden state while training, in units of each dimension's std
+    # keep a refit epoch only if the paired bootstrap over validation windows puts its NDCG@20 gain over the head as
+    # it came above zero (95%); otherwise the head as it came stays. Off by default: over the 4 validation weeks the
+    # default refit uses, it called the shipped refit's gain confident (+0.026 [+0.015, +0.042]), and that head then
+    # ranked worse on the test weeks. Four windows make too narrow an interval; it is worth a default with many more.
+    confident_gain: bool = False
     seed: int = 0
     weights: LossWeights = field(default_factory=LossWeights)
