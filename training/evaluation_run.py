@@ -22,8 +22,8 @@ import numpy as np
 from trail.explain import Forecast, compose
 from trail.windows import WindowSpec
 
-from .checkpoint_files import CONFIG_FILE
 from .baselines import EMA, GradientBoosting, HoltWinters, LinearTrend, Markov, MostPop, RandomForecaster
+from .checkpoint_files import CONFIG_FILE
 from .datasets import open_dataset
 from .evaluate import MethodResult, evaluate, metrics_table, restrict, significance_section, write_report
 from .examples import Example, Split, build_examples, temporal_split

@@ -384,7 +384,8 @@ def copy_checkpoint(checkpoint: Path, target: Path) -> Path:
     """The files that make a checkpoint loadable (not a run folder's intermediate checkpoints or optimiser)."""
     import shutil
 
-    from .model import ADAPTER_FOLDER, CONFIG_FILE, HEADS_FILE
+    from .checkpoint_files import CONFIG_FILE
+    from .model import ADAPTER_FOLDER, HEADS_FILE
     from .train import METADATA_FILE
 
     target.mkdir(parents=True, exist_ok=True)

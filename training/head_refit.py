@@ -41,6 +41,7 @@ from .train import METADATA_FILE, candidate_pool
 __all__ = ["SCHEDULES", "HeadRefitConfig", "PromptStates", "RefitResult", "confident_gain", "prompt_states",
            "refit_score_head"]
 
+
 @dataclass
 class PromptStates:
     """Per example, the frozen LLM's hidden state at the prompt's last token and what the head reads besides."""

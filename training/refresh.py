@@ -69,8 +69,8 @@ def serving_checkpoint(model_dir: Path) -> tuple[int | None, Path | None]:
     from serving.trail_onnx import MANIFEST_FILE
     from serving.triton_repository import latest_version
 
+    from .checkpoint_files import CONFIG_FILE
     from .export import CHECKPOINT_FOLDER
-    from .model import CONFIG_FILE
 
     version = latest_version(model_dir)
     if version is None:
