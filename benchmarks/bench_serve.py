@@ -6,11 +6,13 @@
   - Triton (python backend running the int8 graph) over gRPC.
 Scoring: items/s and p50/p95 latency per request at batch 1, 8, 32, 128; ranking agreement (Spearman) and max
 |diff| against PyTorch fp32. Explanations: greedy tokens/s, PyTorch's decoder loop vs the ONNX one; then, on the
-ONNX runner, explanations/s for K = 1, 10, 20 items decoded one at a time (sequential), as one batch (batched),
-as one batch with prompt-lookup drafts (drafted: what the worker runs) and as one constrained batch (with drafts),
-and a window's model time (score 200 candidates, explain 20 in one batch).
+ONNX runner, explanations/s for K = 1, 10, 20 items decoded one at a time (sequential), as one batch (batched: what
+the worker runs), as one batch with 6-token prompt-lookup drafts (drafted, off in the worker) and as one constrained
+batch, and a window's model time (score 200 candidates, explain 20 in one batch).
 Writes ``reports/bench_serve.json``. Threads: ``--threads`` for torch, ORT and Triton alike. ``--explain-only
---version FOLDER``: only the explanation rows, on an exported version folder (no export, no Triton).
+--version FOLDER``: only the explanation rows, on an exported version folder (no export, no Triton); with
+``--baseline FOLDER`` (a version exported by an earlier release) its sequential decoding is timed in the same run, the
+"today's sequential time" that batched decoding is compared with.
 """
 
 from __future__ import annotations
@@ -38,21 +40,28 @@ from serving.trail_onnx import GENERATOR_FILE, MANIFEST_FILE, SCORE_FILE, TrailO
 from serving.triton_backend import TritonBackend  # noqa: E402
 from trail.decoding import Decoding  # noqa: E402
 from trail.prompt import explanation_cue, render_prompt  # noqa: E402
-from training.export import export_model, restore_every_logit, verification_signals  # noqa: E402
+from training.export import export_model, verification_signals  # noqa: E402
+from training.generator_graph import restore_every_logit  # noqa: E402
 from training.metrics import spearman  # noqa: E402
 from training.model import TrailModel  # noqa: E402
 from training.quantize import quantize_scoring_graph  # noqa: E402
 
 BATCHES = (1, 8, 32, 128)
 EXPLAIN_KS = (1, 10, 20)
+DRAFTED_TOKENS = 6  # the drafted row's prompt-lookup draft length (trail.decoding.DRAFT_TOKENS was 6 when it was on)
 
 
-def explanation_speed(runtime: TrailOnnx, signals: Sequence, window_candidates: int = 200) -> dict:
-    """Sequential vs batched vs constrained-batched decoding of K explanations, and one window's model time."""
+def explanation_speed(runtime: TrailOnnx, signals: Sequence, window_candidates: int = 200,
+                      baseline: TrailOnnx | None = None) -> dict:
+    """Sequential vs batched vs constrained-batched decoding of K explanations, and one window's model time;
+    ``baseline``'s sequential decoding of the same K items too, when given."""
     fmt = runtime.prompt_format
     prompts = [render_prompt(s, fmt) for s in signals]
     predicted = np.expm1(runtime.score(*score_inputs(signals, fmt))).clip(0)
     cues = [explanation_cue(s, p, fmt) for s, p in zip(signals, predicted)]
+    for warming in (runtime, baseline):  # a session's first decode pays for its allocations: not part of a timing
+        if warming is not None:
+            warming.explain_batch(prompts[:2], cues[:2], max_new_tokens=4)
     out: dict[str, dict] = {}
     for k in EXPLAIN_KS:
         row: dict[str, float] = {}
@@ -63,7 +72,7 @@ def explanation_speed(runtime: TrailOnnx, signals: Sequence, window_candidates: 
         batched = runtime.explain_batch(prompts[:k], cues[:k], draft_tokens=0)
         row["batched_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        drafted = runtime.explain_batch(prompts[:k], cues[:k])  # prompt-lookup drafts (the default)
+        drafted = runtime.explain_batch(prompts[:k], cues[:k], draft_tokens=DRAFTED_TOKENS)
         row["drafted_s"] = time.perf_counter() - t0
         row["drafts_kept"] = runtime.drafts_kept
         row["tokens_written"] = sum(map(len, runtime.last_token_ids))
@@ -76,6 +85,12 @@ def explanation_speed(runtime: TrailOnnx, signals: Sequence, window_candidates: 
         row["drafted_speedup"] = round(row["sequential_s"] / row["drafted_s"], 2)
         row["identical_batched_vs_sequential"] = sum(a == b for a, b in zip(sequential, batched))
         row["identical_drafted_vs_sequential"] = sum(a == b for a, b in zip(sequential, drafted))
+        if baseline is not None:
+            t0 = time.perf_counter()
+            before = [baseline.explain_batch([p], [c], draft_tokens=0)[0] for p, c in zip(prompts[:k], cues[:k])]
+            row["baseline_sequential_s"] = time.perf_counter() - t0
+            row["batched_vs_baseline_sequential"] = round(row["batched_s"] / row["baseline_sequential_s"], 3)
+            row["identical_baseline_vs_sequential"] = sum(a == b for a, b in zip(before, sequential))
         out[f"k_{k}"] = {key: round(v, 3) if isinstance(v, float) else v for key, v in row.items()}
         print("explanations", k, out[f"k_{k}"], flush=True)
     window = [signals[i % len(signals)] for i in range(window_candidates)]
@@ -95,7 +110,7 @@ def explanation_speed(runtime: TrailOnnx, signals: Sequence, window_candidates: 
 
 
 def logit_cut_speed(cut: TrailOnnx, every: TrailOnnx, signals: Sequence) -> dict:
-    """The worker's path (batched, drafts) with the exported generator, whose logits are cut to the last
+    """The worker's path (batched) with the exported generator, whose logits are cut to the last
     positions, against the same generator projecting every position (older exports), same prompts, same run."""
     fmt = cut.prompt_format
     prompts = [render_prompt(s, fmt) for s in signals]
@@ -155,6 +170,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench_serve.json")
     parser.add_argument("--explain-only", action="store_true", help="only the explanation-speed rows")
     parser.add_argument("--version", type=Path, help="an exported version folder (with --explain-only)")
+    parser.add_argument("--baseline", type=Path, help="with --explain-only: a version folder exported by an earlier "
+                                                      "release, whose sequential decoding is timed alongside")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     signals = verification_signals(args.items, seed=1)
@@ -162,7 +179,8 @@ def main() -> int:
         if args.version is None:
             parser.error("--explain-only needs --version FOLDER (an exported version, e.g. triton_models/trail/1)")
         runtime = TrailOnnx(args.version, threads=args.threads)
-        speed = explanation_speed(runtime, signals)
+        baseline = TrailOnnx(args.baseline, threads=args.threads) if args.baseline else None
+        speed = explanation_speed(runtime, signals, baseline=baseline)
         with tempfile.TemporaryDirectory(prefix="bench-every-logit-") as scratch:
             every = Path(scratch) / "trail" / "1"
             shutil.copytree(args.version, every)

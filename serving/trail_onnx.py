@@ -159,8 +159,11 @@ class TrailOnnx:
         active = np.arange(n)  # rows still writing; a finished row leaves the batch (and its cache)
         prefill = True  # the first step reads only the prompt's last position; later ones every fed position
         while True:
-            feeds = {**dict(zip(GENERATOR_INPUTS, (input_ids, mask, positions))), **past}
-            outputs = dict(zip(self._generator_outputs, self.generator.run(self._generator_outputs, feeds)))
+            if prefill:
+                outputs = self._prefill(rows, width)
+            else:
+                feeds = {**dict(zip(GENERATOR_INPUTS, (input_ids, mask, positions))), **past}
+                outputs = dict(zip(self._generator_outputs, self.generator.run(self._generator_outputs, feeds)))
             logits, step = outputs[GENERATOR_LOGITS], input_ids.shape[1]
             # a generator exported by this code returns logits for the last GENERATOR_LOGIT_POSITIONS positions
             # only (an older one for all): position p of this step's input is logits[:, p - offset]
@@ -196,9 +199,12 @@ class TrailOnnx:
             prefill, going = False, ~np.array(finished)
             if not going.any():
                 break
-            active, mask = active[going], mask[going]
-            past = {past_input(layer, kind): outputs[present_output(layer, kind)][going]
+            if not going.all():  # (indexing copies the whole cache: only when a row has finished)
+                active, mask = active[going], mask[going]
+            past = {past_input(layer, kind): outputs[present_output(layer, kind)]
                     for layer in self._layers for kind in KV_KINDS}
+            if not going.all():
+                past = {name: cache[going] for name, cache in past.items()}
             chunk = 1 + max(len(d) for d in drafts)
             input_ids = np.full((len(active), chunk), self.pad_id, dtype=np.int64)
             fed = np.zeros((len(active), chunk), dtype=np.int64)
@@ -209,6 +215,33 @@ class TrailOnnx:
             mask = np.concatenate([mask, fed], axis=1)
         self.last_token_ids = generated
         return [self.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in generated]
+
+    def _prefill(self, rows: Sequence[Sequence[int]], width: int) -> dict[str, np.ndarray]:
+        """What one generator call on the left-padded batch of ``rows`` returns — each row's last-position logits
+        and its cache, right-aligned in ``width`` positions — computed one row at a time, so no padding is run.
+
+        Prompts plus facts are ~160-240 tokens: padded to the longest, a batch of 10 runs ~20% more positions, and
+        its attention grows with the square of the width. On 2 cores a batch of 10 prefilled together took 3.1 s
+        and the same rows one by one 2.3 s (README, Measured results)."""
+        n = len(rows)
+        logits: list[np.ndarray] = []
+        caches = {present_output(layer, kind): [] for layer in self._layers for kind in KV_KINDS}
+        for row in rows:
+            ids = np.asarray([row], dtype=np.int64)
+            feeds = {**dict(zip(GENERATOR_INPUTS, (ids, np.ones_like(ids), np.arange(len(row))[None, :]))),
+                     **self._empty_past(1)}
+            outputs = dict(zip(self._generator_outputs, self.generator.run(self._generator_outputs, feeds)))
+            logits.append(outputs[GENERATOR_LOGITS][0, -1:])
+            for name, cache in caches.items():
+                cache.append(outputs[name][0])
+        out = {GENERATOR_LOGITS: np.stack(logits)}
+        for name, cache in caches.items():
+            heads, _, head_dim = cache[0].shape
+            padded = np.zeros((n, heads, width, head_dim), dtype=cache[0].dtype)
+            for index, row_cache in enumerate(cache):
+                padded[index, :, width - row_cache.shape[1]:] = row_cache
+            out[name] = padded
+        return out
 
     def _empty_past(self, batch: int) -> dict[str, np.ndarray]:
         past = {}

@@ -17,11 +17,14 @@ from trail.errors import TrailError
 from trail.features import model_features
 from trail.prompt import explanation_cue, render_prompt
 from trail.serving_contract import GENERATOR_LOGIT_POSITIONS
-from training.export import ExportRejected, export_model, restore_every_logit, verification_signals
+from training.export import ExportRejected, export_model, verification_signals
+from training.generator_graph import restore_every_logit, share_kv_heads
 from training.model import TrailModel
 from training.train import TrainConfig, train
 
 from .test_model import TINY, _examples
+
+DRAFTS = 6  # prompt-lookup draft length where a test turns drafts on (off by default: trail.decoding.DRAFT_TOKENS)
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +84,8 @@ def test_every_decoding_gives_the_same_text_in_pytorch_and_onnx_batched_or_not(
                          ids=lambda d: f"constrained{int(d.constrained)}-seed{d.seed}")
 def test_drafted_tokens_change_no_text(exported: Path, decoding: Decoding) -> None:
     """Prompt-lookup drafts only save generator steps: drafted from the right continuation (all kept), from a
-    corrupted one (every third token wrong: rejections, masked out of the cache) or from the prompt and cue (the
-    default), every row writes exactly what one-token steps write."""
+    corrupted one (every third token wrong: rejections, masked out of the cache) or from the prompt and cue (off
+    by default, see trail.decoding.DRAFT_TOKENS), every row writes exactly what one-token steps write."""
     runtime = TrailOnnx(exported, threads=1)
     signals = verification_signals()[:5]
     prompts, cues = [render_prompt(s) for s in signals], [explanation_cue(s, 3.0 + i) for i, s in enumerate(signals)]
@@ -90,11 +93,13 @@ def test_drafted_tokens_change_no_text(exported: Path, decoding: Decoding) -> No
     plain = runtime.explain_batch(prompts, cues, decodings, max_new_tokens=24, draft_tokens=0)
     reference = [list(ids) for ids in runtime.last_token_ids]
     assert runtime.drafts_kept == 0 and sum(map(len, reference)) > 40
-    right = runtime.explain_batch(prompts, cues, decodings, max_new_tokens=24, draft_sources=reference)
+    right = runtime.explain_batch(prompts, cues, decodings, max_new_tokens=24, draft_sources=reference,
+                                   draft_tokens=DRAFTS)
     assert right == plain and runtime.drafts_kept >= sum(map(len, reference)) // 3
     corrupted = [[runtime.pad_id if i % 3 == 2 else t for i, t in enumerate(ids)] for ids in reference]
-    assert runtime.explain_batch(prompts, cues, decodings, max_new_tokens=24, draft_sources=corrupted) == plain
-    assert runtime.explain_batch(prompts, cues, decodings, max_new_tokens=24) == plain
+    assert runtime.explain_batch(prompts, cues, decodings, max_new_tokens=24, draft_sources=corrupted,
+                                  draft_tokens=DRAFTS) == plain
+    assert runtime.explain_batch(prompts, cues, decodings, max_new_tokens=24, draft_tokens=DRAFTS) == plain
 
 
 def _with_every_logit(version: Path, target: Path) -> Path:
@@ -133,6 +138,27 @@ def test_the_generator_returns_only_the_logits_the_decoder_reads(exported: Path,
     with pytest.raises(TrailError, match="draft_tokens must be below"):
         runtime.explain_batch(prompts, cues, max_new_tokens=24, draft_sources=long_drafts,
                               draft_tokens=GENERATOR_LOGIT_POSITIONS)
+
+
+def test_the_generator_reads_each_key_value_head_in_place(exported: Path, tmp_path: Path) -> None:
+    """The tiny model has 4 query heads on 2 key/value heads, like SmolLM2's 9 on 3. The export multiplies grouped
+    queries with the cache instead of copying each key/value head per query head (transformers' repeat_kv: an
+    Expand of the whole cache per layer and step); the texts equal PyTorch's (the tests above run this graph). A
+    second rewrite finds nothing to do and leaves the file as it is."""
+    import onnx
+
+    graph = onnx.load(str(exported / GENERATOR_FILE)).graph
+    producers = {output: node for node in graph.node for output in node.output}
+    caches_copied = [node.name for node in graph.node if node.op_type == "Expand"
+                     and producers[node.input[0]].op_type == "Unsqueeze"
+                     and producers[node.input[0]].input[0].startswith("present.")]
+    assert caches_copied == []
+    grouped = [node for node in graph.node if node.name.endswith("_GroupQueries")]
+    assert len(grouped) == 2 * 2  # scores and values, in each of the 2 layers
+    copy = tmp_path / GENERATOR_FILE
+    shutil.copyfile(exported / GENERATOR_FILE, copy)
+    assert share_kv_heads(copy, heads=4, kv_heads=2) == 0
+    assert copy.read_bytes() == (exported / GENERATOR_FILE).read_bytes()
 
 
 def test_constrained_samples_write_only_the_numbers_of_their_facts(exported: Path) -> None:

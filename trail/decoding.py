@@ -85,8 +85,11 @@ DEFAULT_EXPLANATION_CANDIDATES = 2
 
 
 # Prompt-lookup drafts (:func:`draft_from_source`): up to this many tokens proposed per step and verified in one
-# forward; 0 turns it off. An explanation mostly rephrases its facts line, so long runs of it are copied.
-DRAFT_TOKENS = 6
+# forward. An explanation mostly rephrases its facts line, so long runs of it are copied; but on a CPU a step's cost
+# grows with the positions it feeds, and a batch of 10 with 6-token drafts took 1.08x the time of one-token steps
+# (and 1.17x in the release before: README, Measured results). Off by default; worth trying where a step costs the
+# same whatever it feeds (a GPU). The tokens chosen are the same either way.
+DRAFT_TOKENS = 0
 _DRAFT_NGRAMS = (3, 2, 1)  # the longest tail of the text so far that is found in the source decides the draft
 
 

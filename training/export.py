@@ -20,11 +20,11 @@ from torch import nn
 
 from trail.errors import TrailError
 from trail.features import model_features
-from trail.serving_contract import (GENERATOR_LOGIT_POSITIONS, GENERATOR_LOGITS, SCORE_INPUTS, SCORE_OUTPUT,
-                                    TokenLimits)
+from trail.serving_contract import GENERATOR_LOGIT_POSITIONS, SCORE_INPUTS, SCORE_OUTPUT, TokenLimits
 from trail.signals import TrendSignals
 from trail.windows import WindowSpec
 
+from .generator_graph import keep_last_logits, share_kv_heads
 from .model import ScoreHead, TrailModel
 from .quantize import MIN_INT8_SPEARMAN
 
@@ -209,57 +209,10 @@ def _export_generator(model: TrailModel, work: Path) -> Path:
     if (onnx_dir / "model.onnx_data").exists():
         raise ExportRejected("the generator needs external weight data (> 2 GB): not supported by this exporter")
     keep_last_logits(onnx_dir / "model.onnx", GENERATOR_LOGIT_POSITIONS)
+    config = merged.config
+    share_kv_heads(onnx_dir / "model.onnx", config.num_attention_heads,
+                   getattr(config, "num_key_value_heads", None) or config.num_attention_heads)
     return onnx_dir
-
-
-_LOGIT_CUT = "/lm_head/KeepLastPositions"  # the Slice node keep_last_logits inserts
-
-
-def keep_last_logits(graph_path: Path, positions: int) -> bool:
-    """Rewrite the generator so its vocabulary projection (the MatMul that writes the logits) reads only the last
-    ``positions`` positions; True if rewritten, False if the logits come from another op (the graph is kept).
-
-    The decoder reads the logits of the prompt's last position and of each step's fed tokens, never the rest:
-    optimum's graph projects every prompt position onto the vocabulary, a fifth of a prefill's work."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    graph_model = onnx.load(str(graph_path))
-    graph = graph_model.graph
-    producer = next((node for node in graph.node if GENERATOR_LOGITS in node.output), None)
-    if producer is None or producer.op_type != "MatMul":
-        return False
-    hidden, sliced = producer.input[0], producer.input[0] + "_last_positions"
-    graph.initializer.extend([helper.make_tensor(f"{sliced}_{name}", TensorProto.INT64, [1], [value])
-                              for name, value in (("starts", -positions), ("ends", 2**62), ("axes", 1))])
-    slice_node = helper.make_node("Slice", [hidden, f"{sliced}_starts", f"{sliced}_ends", f"{sliced}_axes"],
-                                  [sliced], name=_LOGIT_CUT)
-    producer.input[0] = sliced
-    graph.node.insert(list(graph.node).index(producer), slice_node)
-    logits = next(output for output in graph.output if output.name == GENERATOR_LOGITS)
-    logits.type.tensor_type.shape.dim[1].dim_param = "logit_positions"
-    onnx.checker.check_model(graph_model)
-    onnx.save(graph_model, str(graph_path))
-    return True
-
-
-def restore_every_logit(graph_path: Path) -> bool:
-    """Undo :func:`keep_last_logits` (the graph an older export wrote); True if there was a cut to undo. For the
-    benchmark and the test that compare the two."""
-    import onnx
-
-    graph_model = onnx.load(str(graph_path))
-    graph = graph_model.graph
-    cut = next((node for node in graph.node if node.name == _LOGIT_CUT), None)
-    if cut is None:
-        return False
-    for node in graph.node:
-        node.input[:] = [cut.input[0] if name == cut.output[0] else name for name in node.input]
-    graph.node.remove(cut)
-    for initializer in [i for i in graph.initializer if i.name in cut.input[1:]]:
-        graph.initializer.remove(initializer)
-    onnx.save(graph_model, str(graph_path))
-    return True
 
 
 def _quantized_scores(model: TrailModel, score_graph: Path, signals: Sequence[TrendSignals],

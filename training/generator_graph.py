@@ -1,0 +1,169 @@
+"""Rewrites of the exported generator graph (optimum's causal LM with past key values) that make it cheaper to run
+and leave what it computes unchanged.
+
+- :func:`keep_last_logits`: the vocabulary projection reads only the last positions, the only ones the decoder
+  reads (:func:`restore_every_logit` undoes it, for the benchmark and the test that compare the two).
+- :func:`share_kv_heads`: each key/value head is read in place by its group of query heads, instead of being
+  copied once per query head at every step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trail.serving_contract import GENERATOR_LOGITS
+
+__all__ = ["keep_last_logits", "restore_every_logit", "share_kv_heads"]
+
+_LOGIT_CUT = "/lm_head/KeepLastPositions"  # the Slice node keep_last_logits inserts
+
+
+def keep_last_logits(graph_path: Path, positions: int) -> bool:
+    """Rewrite the generator so its vocabulary projection (the MatMul that writes the logits) reads only the last
+    ``positions`` positions; True if rewritten, False if the logits come from another op (the graph is kept).
+
+    The decoder reads the logits of the prompt's last position and of each step's fed tokens, never the rest:
+    optimum's graph projects every prompt position onto the vocabulary, a fifth of a prefill's work."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph_model = onnx.load(str(graph_path))
+    graph = graph_model.graph
+    producer = next((node for node in graph.node if GENERATOR_LOGITS in node.output), None)
+    if producer is None or producer.op_type != "MatMul":
+        return False
+    hidden, sliced = producer.input[0], producer.input[0] + "_last_positions"
+    graph.initializer.extend([helper.make_tensor(f"{sliced}_{name}", TensorProto.INT64, [1], [value])
+                              for name, value in (("starts", -positions), ("ends", 2**62), ("axes", 1))])
+    slice_node = helper.make_node("Slice", [hidden, f"{sliced}_starts", f"{sliced}_ends", f"{sliced}_axes"],
+                                  [sliced], name=_LOGIT_CUT)
+    producer.input[0] = sliced
+    graph.node.insert(list(graph.node).index(producer), slice_node)
+    logits = next(output for output in graph.output if output.name == GENERATOR_LOGITS)
+    logits.type.tensor_type.shape.dim[1].dim_param = "logit_positions"
+    onnx.checker.check_model(graph_model)
+    onnx.save(graph_model, str(graph_path))
+    return True
+
+
+def restore_every_logit(graph_path: Path) -> bool:
+    """Undo :func:`keep_last_logits` (the graph an older export wrote); True if there was a cut to undo."""
+    import onnx
+
+    graph_model = onnx.load(str(graph_path))
+    graph = graph_model.graph
+    cut = next((node for node in graph.node if node.name == _LOGIT_CUT), None)
+    if cut is None:
+        return False
+    for node in graph.node:
+        node.input[:] = [cut.input[0] if name == cut.output[0] else name for name in node.input]
+    graph.node.remove(cut)
+    for initializer in [i for i in graph.initializer if i.name in cut.input[1:]]:
+        graph.initializer.remove(initializer)
+    onnx.save(graph_model, str(graph_path))
+    return True
+
+
+class _Unmatched(Exception):
+    """The graph's attention is not the exported ``repeat_kv`` this rewrite knows: keep the graph as it is."""
+
+
+def share_kv_heads(graph_path: Path, heads: int, kv_heads: int) -> int:
+    """Rewrite grouped-query attention so no key/value head is copied; returns the number of copies removed (0:
+    the graph is kept as it was, e.g. a model without grouped heads).
+
+    transformers' ``repeat_kv`` is exported as Unsqueeze → Expand → Reshape of each layer's whole cache
+    (``present.L.key``/``value``, ``kv_heads`` heads) into ``heads`` heads, at every step: with SmolLM2's 9 query
+    heads on 3 key/value heads that writes three copies of the cache per layer, 17% of a batch of 10's decoding
+    time on 2 cores (ORT profile). Query head h reads key/value head h // (heads / kv_heads), so the queries are
+    instead reshaped to [batch, kv_heads, group × positions, dim] and multiplied with the cache in place; the
+    scores (and the attention output) are reshaped back. Every dot product is the same one, over the same
+    numbers; the test of the export compares the texts and logits with PyTorch's."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    if kv_heads >= heads or heads % kv_heads:
+        return 0
+    graph_model = onnx.load(str(graph_path))
+    graph = graph_model.graph
+    producers = {output: node for node in graph.node for output in node.output}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    grouped, ungrouped = "/kv_groups/grouped_shape", "/kv_groups/heads_shape"
+    graph.initializer.extend([helper.make_tensor(grouped, TensorProto.INT64, [4], [0, kv_heads, -1, 0]),
+                              helper.make_tensor(ungrouped, TensorProto.INT64, [4], [0, heads, -1, 0])])
+    regrouped: list = []  # the MatMuls to wrap in a Reshape on each side
+
+    def constant(name: str):
+        node = producers.get(name)
+        if node is not None and node.op_type == "Constant":
+            return numpy_helper.to_array(node.attribute[0].t)
+        return next((numpy_helper.to_array(i) for i in graph.initializer if i.name == name), None)
+
+    copies = 0
+    try:
+        for expand in [node for node in graph.node if node.op_type == "Expand"]:
+            unsqueeze = producers.get(expand.input[0])
+            if unsqueeze is None or unsqueeze.op_type != "Unsqueeze" or not unsqueeze.input[0].startswith("present."):
+                continue
+            cache = unsqueeze.input[0]
+            if list(constant(unsqueeze.input[1]).ravel()) != [2]:
+                raise _Unmatched(f"{unsqueeze.name} unsqueezes another axis")
+            (reshape,) = consumers[expand.output[0]]
+            if reshape.op_type != "Reshape":
+                raise _Unmatched(f"{expand.name} feeds a {reshape.op_type}")
+            for user in consumers[reshape.output[0]]:
+                if user.op_type == "Shape":  # only its batch, position or dim sizes may be read: the cache's own
+                    if any(gather.op_type != "Gather" or int(constant(gather.input[1])) == 1
+                           for gather in consumers[user.output[0]]):
+                        raise _Unmatched(f"{user.name}: the number of heads is read")
+                    user.input[0] = cache
+                elif user.op_type == "MatMul" and user.input[1] == reshape.output[0]:  # probabilities x values
+                    user.input[1] = cache
+                    regrouped.append(user)
+                elif user.op_type == "Transpose" and list(user.attribute[0].ints) == [0, 1, 3, 2]:  # keys
+                    user.input[0] = cache
+                    link = user
+                    while True:
+                        (after,) = consumers[link.output[0]]
+                        if after.op_type == "MatMul" and after.input[1] == link.output[0]:
+                            regrouped.append(after)
+                            break
+                        other = [name for name in after.input if name != link.output[0]]
+                        scale = constant(other[0]) if after.op_type == "Mul" and len(other) == 1 else None
+                        if scale is None or scale.size != 1:  # a scalar scale holds for any grouping of heads
+                            raise _Unmatched(f"{after.name} between the keys and the scores")
+                        link = after
+                else:
+                    raise _Unmatched(f"{user.name} ({user.op_type}) reads the copied heads")
+            copies += 1
+    except (_Unmatched, KeyError, ValueError, TypeError):
+        return 0
+    if not copies:
+        return 0
+    for matmul in regrouped:  # [b, heads, q, ·] → [b, kv_heads, group × q, ·] → MatMul → back to [b, heads, q, ·]
+        left, out = matmul.input[0], matmul.output[0]
+        matmul.input[0], matmul.output[0] = f"{left}_kv_grouped", f"{out}_kv_grouped"
+        position = list(graph.node).index(matmul)
+        graph.node.insert(position + 1, helper.make_node("Reshape", [matmul.output[0], ungrouped], [out],
+                                                         name=f"{matmul.name}_UngroupHeads"))
+        graph.node.insert(position, helper.make_node("Reshape", [left, grouped], [matmul.input[0]],
+                                                     name=f"{matmul.name}_GroupQueries"))
+    _drop_dead_nodes(graph)
+    onnx.checker.check_model(graph_model)
+    onnx.save(graph_model, str(graph_path))
+    return copies
+
+
+def _drop_dead_nodes(graph) -> None:
+    """Remove every node none of whose outputs is read (by a node or as a graph output), repeatedly."""
+    outputs = {output.name for output in graph.output}
+    while True:
+        read = outputs | {name for node in graph.node for name in node.input}
+        dead = [node for node in graph.node if not any(output in read for output in node.output)]
+        if not dead:
+            return
+        for node in dead:
+            graph.node.remove(node)
