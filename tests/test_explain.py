@@ -332,6 +332,15 @@ def test_a_bare_number_after_a_change_verb_is_the_size_of_the_change() -> None:
     assert not check("Interactions fell by 4.", signals, forecast).all_verified
 
 
+def test_a_percent_change_from_a_rank_is_not_a_rank_move() -> None:
+    """A constrained sample wrote "up 200% from #30" for 1 -> 3 interactions, #30 -> #7: the change and the previous
+    rank both true, the sentence saying the count grew from 30. After a percent, "from #30" is the start of the change
+    (a rank there is the wrong number), not the rank move "up from #30"."""
+    signals, forecast = make_signals(count=3.0, previous_count=1.0, rank=7, previous_rank=30)
+    assert not check("3 interactions this window, up 200% from #30.", signals, forecast).all_verified
+    assert check("3 interactions this window, up 200%. It climbed from #30 to #7.", signals, forecast).all_verified
+
+
 def test_a_number_no_rule_reads_is_an_unverified_claim() -> None:
     """Published as the model's in an earlier release: "it sits at 44" (44 is the count, said as nothing the checker
     reads). A number the checker cannot tie to a signal makes the text unverified; the rest is still judged."""

@@ -75,7 +75,9 @@ class Decoding:
 GREEDY = Decoding()
 # Tried in order for the items whose text the checker has not fully verified yet: the model's own greedy text,
 # then constrained greedy, then constrained samples.
-CANDIDATE_DECODINGS = (GREEDY, Decoding(constrained=True), Decoding(True, seed=1), Decoding(True, seed=2))
+SAMPLED_CANDIDATES = 6  # constrained samples after constrained greedy, the most TRAIL_EXPLANATION_CANDIDATES allows
+CANDIDATE_DECODINGS = (GREEDY, Decoding(constrained=True),
+                       *(Decoding(True, seed=seed) for seed in range(1, SAMPLED_CANDIDATES + 1)))
 # The worker tries the first two by default. On validation windows the two constrained samples raise the share of
 # model-written texts (Online Retail 33 -> 36 of 40 at 1.3x the explanation time, one of the three since rejected
 # by the checker's unread-number rule; Stack Exchange 12 -> 18 of 40 at 1.8x), but what they add is stilted ("it is

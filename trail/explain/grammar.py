@@ -296,7 +296,7 @@ def _judge_counts(m: re.Match[str], s: TrendSignals, f: Forecast) -> Verdict:
 Judge = Callable[[re.Match[str], TrendSignals, Forecast], "Verdict | None"]
 _GRAMMAR: tuple[tuple[str, Judge, tuple[str, ...]], ...] = (  # in matching order; see the module docstring
     ("rank_move", _judge_rank_move, (
-        r"(?:\b(?P<d><RISE>|<FALL>)\s+)?\b(?:from|previously(?:\s+at)?"
+        r"(?:\b(?P<d><RISE>|<FALL>)\s+)?(?<!%\s)(?<!%)\b(?:from|previously(?:\s+at)?"
         r"|last\s+window\s+at)\s+(?:#\s*|no\.\s*|number\s+)(?P<prev>[0-9]+)\b",
         r"\b(?P<d><RISE>|<FALL>)\s+to\s+(?:#\s*|no\.\s*|number\s+)(?P<to>[0-9]+)\b",
         r"\b(?P<d><RISE>|<FALL>|mov(?:e|es|ed|ing)\s+(?:up|down))\s+(?:by\s+)?(?P<n>[0-9]+|<WNUM>)\s+(?:places?"
