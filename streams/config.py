@@ -36,7 +36,7 @@ class WorkerConfig:
     n_candidates: int = 200  # TRAIL_CANDIDATES: items scored by the model per window
     top_k: int = 20  # TRAIL_TOP_K: items published (and explained) per window
     # TRAIL_EXPLANATION_CANDIDATES: decoding rounds tried per item until the checker verifies a text (1 = greedy
-    # only, 2 adds constrained greedy, 3-4 add constrained samples; each round is one batched decode)
+    # only, 2 adds constrained greedy, 3-8 add constrained samples; each round is one batched decode)
     explanation_candidates: int = DEFAULT_EXPLANATION_CANDIDATES
     close_on_wall_clock: bool = False  # TRAIL_LIVE=1: also close windows on the wall clock (idle topics)
     data_dir: str = ".trail-data"  # TRAIL_DATA_DIR: RocksDB state of this worker
