@@ -10,9 +10,10 @@ round is one batched call. An item keeps the first candidate :func:`trail.explai
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from trail.decoding import CANDIDATE_DECODINGS, Decoding
+from trail.errors import Cancelled
 from trail.explain import PHRASINGS, CheckResult, Forecast, check, compose
 from trail.signals import TrendSignals
 from trail.trending_record import EXPLANATION_SOURCES
@@ -30,17 +31,25 @@ class Explanation:
     candidates_tried: int  # model texts decoded for this item (0: the backend wrote none)
 
 
+def _never() -> bool:
+    return False
+
+
 def explain_verified(backend: Backend, signals: Sequence[TrendSignals], forecasts: Sequence[Forecast],
-                     variants: Sequence[int], decodings: Sequence[Decoding] = CANDIDATE_DECODINGS
-                     ) -> list[Explanation]:
-    """One explanation per item; ``variants``: the composer phrasing each item falls back to."""
+                     variants: Sequence[int], decodings: Sequence[Decoding] = CANDIDATE_DECODINGS,
+                     cancelled: Callable[[], bool] = _never) -> list[Explanation]:
+    """One explanation per item; ``variants``: the composer phrasing each item falls back to. ``cancelled`` is asked
+    before each round after the first: True raises :class:`trail.errors.Cancelled` (the worker is stopping, and a
+    window's eight rounds should not hold its stop up)."""
     chosen: list[Explanation | None] = [None] * len(signals)
     tried = [0] * len(signals)
     writes_text = True
-    for decoding in decodings:
+    for round_index, decoding in enumerate(decodings):
         waiting = [i for i, e in enumerate(chosen) if e is None]
         if not waiting or not writes_text:
             break
+        if round_index and cancelled():
+            raise Cancelled(f"explanations given up after {round_index} of {len(decodings)} rounds: stopping")
         try:
             texts = backend.explain([signals[i] for i in waiting], [forecasts[i] for i in waiting],
                                     [decoding] * len(waiting))

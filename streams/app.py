@@ -92,7 +92,8 @@ def build_app(config: WorkerConfig) -> faust.App:
     catalogue = Catalogue(app, topics, stores, owner_of, metrics, progress)
     holes = HoleFiller.for_settings(config.kafka)  # messages Faust did not deliver, read back (offset_holes.py)
     ingest = Ingest(config, topics, stores, catalogue, metrics, progress, holes)
-    merge = MergeAgent(topics, WindowMerger.for_worker(config, partitions), backend, fallback, metrics, progress)
+    merge = MergeAgent(topics, WindowMerger.for_worker(config, partitions), backend, fallback, metrics, progress,
+                       stopping=lambda: app.should_stop)  # set as the app's stop begins, before it waits for streams
 
     @app.on_partitions_revoked.connect
     async def forget_caches(app: faust.App, revoked: Any, **kwargs: Any) -> None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, MutableMapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, MutableMapping, Sequence
 
 from serving.backend import Backend, BackendUnavailable
 from serving.explanations import Explanation, explain_verified
 from trail.decoding import CANDIDATE_DECODINGS, DEFAULT_EXPLANATION_CANDIDATES
+from trail.errors import Cancelled
 from trail.events import format_ts
 from trail.explain import Forecast
 from trail.signals import PartitionSummary, TrendConfig, TrendSignals, WindowBoard, signals_for
@@ -95,23 +96,38 @@ class WindowMerger:
         reports[report.partition] = report.to_dict()
         return True
 
-    def publish_ready(self, backend: Backend, fallback: Backend) -> list[dict[str, Any]]:
-        """The records of every window that all partitions have reported, in window order."""
-        records = []
-        while self.pending:
-            next_window = min(self.pending)
-            reports = self.pending[next_window]
-            if len(reports) < self.partitions:
-                break
-            del self.pending[next_window]
-            records.append(self._publish(next_window, [PartitionReport.from_dict(r) for r in reports.values()],
-                                         backend, fallback))
-            self.published_through = next_window
+    def publish_ready(self, backend: Backend, fallback: Backend,
+                      cancelled: Callable[[], bool] = lambda: False) -> list[dict[str, Any]]:
+        """The records of every window that all partitions have reported, in window order.
+
+        ``cancelled`` (the worker is stopping) is asked before a window's scoring, after it and between its
+        explanation rounds; when it says so, :class:`trail.errors.Cancelled` is raised and that window is left
+        exactly as it was, pending, for the next start (the records before it are lost with the raise: the
+        caller publishes none of them, and their reports stay pending as well)."""
+        records, published_through, restore = [], self.published_through, []
+        try:
+            while self.pending:
+                next_window = min(self.pending)
+                reports = self.pending[next_window]
+                if len(reports) < self.partitions:
+                    break
+                restore.append((next_window, reports, self.board.to_state()))
+                del self.pending[next_window]
+                records.append(self._publish(next_window, [PartitionReport.from_dict(r) for r in reports.values()],
+                                             backend, fallback, cancelled))
+                self.published_through = next_window
+        except Cancelled:
+            for window, reports, _ in restore:
+                self.pending[window] = reports
+            self.board, self.published_through = WindowBoard.from_state(restore[0][2]), published_through
+            raise
         return records
 
     def _publish(self, window: int, reports: Sequence[PartitionReport], backend: Backend,
-                 fallback: Backend) -> dict[str, Any]:
+                 fallback: Backend, cancelled: Callable[[], bool] = lambda: False) -> dict[str, Any]:
         started = time.monotonic()
+        if cancelled():
+            raise Cancelled(f"window {window} not merged: stopping")
         self.board.close(window, [r.summary for r in reports])
         candidates = select_candidates((r.candidates for r in reports), self.n_candidates)
         signals = [signals_for(c.window, self.board, c.title, c.category, self.spec) for c in candidates]
@@ -120,11 +136,14 @@ class WindowMerger:
             forecasts = backend.score(signals)
         except BackendUnavailable:
             scorer, used_fallback, forecasts = fallback, True, fallback.score(signals)
+        if cancelled():
+            raise Cancelled(f"window {window} scored, not explained: stopping")
         order = sorted(range(len(signals)), key=lambda i: (-(forecasts[i].score or 0.0), signals[i].item_id))
         top = order[: self.top_k]
         explanations = explain_verified(scorer, [signals[i] for i in top], [forecasts[i] for i in top],
                                         [window + rank for rank in range(1, len(top) + 1)],
-                                        () if used_fallback else CANDIDATE_DECODINGS[: self.explanation_candidates])
+                                        () if used_fallback else CANDIDATE_DECODINGS[: self.explanation_candidates],
+                                        cancelled)
         stats = sum((r.stats for r in reports), WindowStats())
         items = [self._item(rank, signals[i], forecasts[i], explanation)
                  for rank, i, explanation in zip(range(1, len(top) + 1), top, explanations)]

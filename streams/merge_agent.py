@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import time
+from typing import Callable
 
 import faust
 
 from serving.backend import Backend
+from trail.errors import Cancelled
 from trail.trending_record import TrendingRecord
 
 from .merge import MergerStore, PartitionReport, WindowMerger
@@ -20,12 +23,16 @@ from .topics import WorkerTopics
 
 __all__ = ["MergeAgent"]
 
+log = logging.getLogger("trail.worker")
+
 
 class MergeAgent:
     def __init__(self, topics: WorkerTopics, merger: WindowMerger, backend: Backend, fallback: Backend,
-                 metrics: Metrics, progress: Progress) -> None:
+                 metrics: Metrics, progress: Progress, stopping: Callable[[], bool] = lambda: False) -> None:
+        """``stopping``: True once the worker is shutting down (read from the scoring thread): a merge in flight
+        then gives up between its steps instead of holding the stop up for its remaining explanation rounds."""
         self.topics, self.merger, self.backend, self.fallback = topics, merger, backend, fallback
-        self.metrics, self.progress = metrics, progress
+        self.metrics, self.progress, self.stopping = metrics, progress, stopping
         self.store = MergerStore(topics.merger_state)
         self.loaded = False  # re-read from the table after any rebalance (the partition may have moved)
         self.scoring = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="trail-scoring")
@@ -45,7 +52,10 @@ class MergeAgent:
             self.progress.busy_since = time.monotonic()
             try:
                 records = await asyncio.get_running_loop().run_in_executor(
-                    self.scoring, self.merger.publish_ready, self.backend, self.fallback)
+                    self.scoring, self.merger.publish_ready, self.backend, self.fallback, self.stopping)
+            except Cancelled as stopped:  # its reports are in the table: the next start merges the window again
+                log.info("%s; the window stays pending for the next start", stopped)
+                continue
             finally:
                 self.progress.busy_since = None
             for record in records:

@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Sequence
 
 import jsonschema
+import pytest
 
 from serving.backend import BackendUnavailable, ModelInfo
 from serving.baseline import BaselineBackend
 from streams.merge import MergerStore, PartitionReport, WindowMerger
 from trail.events import Interaction
-from trail.decoding import GREEDY, Decoding
+from trail.decoding import CANDIDATE_DECODINGS, GREEDY, Decoding
+from trail.errors import Cancelled
 from trail.explain import Forecast, compose, counterfactual
 from trail.signals import TrendConfig, TrendSignals
 from trail.tracker import ItemRecord, WindowStats, apply_event, close_partition_window
@@ -115,6 +117,50 @@ def test_a_false_explanation_never_ships_as_is() -> None:
     assert {i["explanation_source"] for i in items} == {"composer-fallback"}
     assert all(i["faithfulness"]["all_verified"] for i in items)
     assert records[0]["scorer"] == {"name": "liar", "version": "7", "backend": "onnx", "fallback": False}
+
+
+@dataclass
+class StopAfter:
+    """A stop that arrives after ``explain_calls`` explanation rounds of a merge in flight (the worker's SIGTERM)."""
+
+    model: LyingModel
+    explain_calls: int
+    calls: int = 0
+
+    @property
+    def info(self) -> ModelInfo:
+        return self.model.info
+
+    def score(self, signals: Sequence[TrendSignals]) -> list[Forecast]:
+        return self.model.score(signals)
+
+    def explain(self, signals: Sequence[TrendSignals], forecasts: Sequence[Forecast],
+                decodings: Sequence[Decoding] | None = None) -> list[str | None]:
+        self.calls += 1
+        return self.model.explain(signals, forecasts, decodings)
+
+    def stopping(self) -> bool:
+        return self.calls >= self.explain_calls
+
+
+@pytest.mark.parametrize("rounds_before_the_stop", [0, 1, 3])
+def test_a_stop_gives_up_a_merge_between_rounds_and_leaves_its_window_pending(rounds_before_the_stop: int) -> None:
+    """A model whose texts never verify runs every round; a stop after N rounds ends the merge before round N + 1
+    (before scoring for N = 0), publishes nothing and leaves the merger exactly as it was, so the next try (the next
+    start) publishes the same record as a merge that was never stopped."""
+    reference = WindowMerger(2, SPEC, 20, 5, explanation_candidates=len(CANDIDATE_DECODINGS))
+    expected = [r for report in _reports(100) for r in reference.add(report, LyingModel(), BaselineBackend())]
+    merger = WindowMerger(2, SPEC, 20, 5, explanation_candidates=len(CANDIDATE_DECODINGS))
+    for report in _reports(100):
+        merger.accept(report)
+    before = json.dumps(merger.to_state(), sort_keys=True)
+    stop = StopAfter(LyingModel(), rounds_before_the_stop)
+    with pytest.raises(Cancelled):
+        merger.publish_ready(stop, BaselineBackend(), stop.stopping)
+    assert stop.calls == rounds_before_the_stop < len(CANDIDATE_DECODINGS)
+    assert json.dumps(merger.to_state(), sort_keys=True) == before
+    again = merger.publish_ready(LyingModel(), BaselineBackend())
+    assert [r["items"] for r in again] == [r["items"] for r in expected] and len(expected) == 1
 
 
 def test_the_first_fully_verified_candidate_ships_and_says_how_it_was_written() -> None:

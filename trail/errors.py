@@ -8,7 +8,7 @@ callers that caught those still do.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "TrailError"]
+__all__ = ["Cancelled", "ConfigError", "TrailError"]
 
 
 class TrailError(Exception):
@@ -17,3 +17,8 @@ class TrailError(Exception):
 
 class ConfigError(TrailError, ValueError):
     """A setting, a command-line argument or an environment variable that cannot be used as given."""
+
+
+class Cancelled(TrailError):
+    """Work given up because its process is stopping (e.g. a window's merge when the worker gets SIGTERM): nothing
+    of it was published, so the next start does it again."""
