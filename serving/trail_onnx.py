@@ -199,11 +199,10 @@ class TrailOnnx:
             prefill, going = False, ~np.array(finished)
             if not going.any():
                 break
-            if not going.all():  # (indexing copies the whole cache: only when a row has finished)
-                active, mask = active[going], mask[going]
             past = {past_input(layer, kind): outputs[present_output(layer, kind)]
                     for layer in self._layers for kind in KV_KINDS}
-            if not going.all():
+            if not going.all():  # finished rows leave the batch (indexing copies every cache: only then)
+                active, mask = active[going], mask[going]
                 past = {name: cache[going] for name, cache in past.items()}
             chunk = 1 + max(len(d) for d in drafts)
             input_ids = np.full((len(active), chunk), self.pad_id, dtype=np.int64)

@@ -79,9 +79,9 @@ SAMPLED_CANDIDATES = 6  # constrained samples after constrained greedy, the most
 CANDIDATE_DECODINGS = (GREEDY, Decoding(constrained=True),
                        *(Decoding(True, seed=seed) for seed in range(1, SAMPLED_CANDIDATES + 1)))
 # The worker tries all of them by default: the first fully verified text ships, the composer only when none verifies.
-# On 2 validation windows each (top 10, benchmarks/explain_share.py, README "Measured results") the six constrained
-# samples raised the share of model-written texts from 17 to 18 of 20 on Online Retail (2.5x the explanation time:
-# 21.8 s a window instead of 8.9 s) and from 4 to 13 of 20 on Stack Exchange (3.9x: 38.6 s instead of 9.9 s). Two
+# On 4 validation windows each (top 10, benchmarks/explain_share.py, README "Measured results") the six constrained
+# samples raised the share of model-written texts from 32 to 38 of 40 on Online Retail (2.2x the explanation time:
+# 19.7 s a window instead of 9.1 s) and from 11 to 25 of 40 on Stack Exchange (4.0x: 43.2 s instead of 10.9 s). Two
 # rounds were the default while a round of 10 cost ~15-35 s; batched decoding with grouped heads made 8 rounds cost
 # less than 2 did then. What samples add can read stilted ("It is under its usual level. ... It is under its usual
 # trend."), but every claim in it is verified; TRAIL_EXPLANATION_CANDIDATES=2 keeps greedy and constrained greedy.
