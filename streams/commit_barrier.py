@@ -51,8 +51,9 @@ async def _flush(self: Any) -> None:
         if self.state != "running" or self.should_stop:
             await _original_flush(self)  # stopping: Faust's own behaviour
             return
-        if self._trail_sent != sent:
-            sent, progress_at = self._trail_sent, time.monotonic()
+        now_sent = getattr(self, "_trail_sent", 0)  # unset until the buffer hands on its first message
+        if now_sent != sent:
+            sent, progress_at = now_sent, time.monotonic()
         elif time.monotonic() - progress_at > NO_PROGRESS_S:
             exit_on(DeliveryFailure(f"Faust's producer buffer handed on no message for {NO_PROGRESS_S:.0f} s "
                                     f"with {target - sent} still queued before a commit"))
