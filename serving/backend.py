@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Callable, Protocol, Sequence, runtime_checkable
 
 from trail.decoding import Decoding
 from trail.errors import TrailError
 from trail.explain import Forecast
 from trail.signals import TrendSignals
 
-__all__ = ["Backend", "BackendUnavailable", "FallbackChain", "ModelInfo"]
+__all__ = ["Backend", "BackendUnavailable", "FallbackChain", "ModelInfo", "never"]
+
+
+def never() -> bool:
+    """The default ``cancelled`` check: nobody gives the work up."""
+    return False
 
 
 class BackendUnavailable(TrailError, RuntimeError):
@@ -31,8 +36,10 @@ class Backend(Protocol):
     @property
     def info(self) -> ModelInfo: ...
 
-    def score(self, signals: Sequence[TrendSignals]) -> list[Forecast]:
-        """One forecast per item, in order: the predicted next-window count and the ranking score."""
+    def score(self, signals: Sequence[TrendSignals], cancelled: Callable[[], bool] = never) -> list[Forecast]:
+        """One forecast per item, in order: the predicted next-window count and the ranking score. A backend that
+        scores in several batches asks ``cancelled`` between them and raises :class:`trail.errors.Cancelled` when
+        it says so; one call is always scored by one model version."""
         ...
 
     def explain(self, signals: Sequence[TrendSignals], forecasts: Sequence[Forecast],
@@ -53,11 +60,11 @@ class FallbackChain:
     def info(self) -> ModelInfo:
         return (self._last or self.backends[-1]).info
 
-    def score(self, signals: Sequence[TrendSignals]) -> list[Forecast]:
+    def score(self, signals: Sequence[TrendSignals], cancelled: Callable[[], bool] = never) -> list[Forecast]:
         reasons = []
         for backend in self.backends:
             try:
-                forecasts = backend.score(signals)
+                forecasts = backend.score(signals, cancelled)
             except BackendUnavailable as exc:
                 reasons.append(str(exc))
                 continue

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 from trail.decoding import Decoding
 from trail.errors import ConfigError
 from trail.explain import Forecast
 from trail.signals import TrendSignals
 
-from .backend import ModelInfo
+from .backend import ModelInfo, never
 
 __all__ = ["BaselineBackend", "ema_forecast"]
 
@@ -40,7 +40,8 @@ class BaselineBackend:
             raise ConfigError(f"baseline method must be 'ema' or 'holt', got {self.method!r}")
         object.__setattr__(self, "info", ModelInfo(f"baseline-{self.method}", "1", "baseline"))
 
-    def score(self, signals: Sequence[TrendSignals]) -> list[Forecast]:
+    def score(self, signals: Sequence[TrendSignals], cancelled: Callable[[], bool] = never) -> list[Forecast]:
+        """(Microseconds per item: ``cancelled`` is not asked.)"""
         out = []
         for item in signals:
             predicted = ema_forecast(item.item.history, self.decay) if self.method == "ema" else item.item.forecast

@@ -18,7 +18,7 @@ from trail.explain import PHRASINGS, CheckResult, Forecast, check, compose
 from trail.signals import TrendSignals
 from trail.trending_record import EXPLANATION_SOURCES
 
-from .backend import Backend, BackendUnavailable
+from .backend import Backend, BackendUnavailable, never
 
 __all__ = ["EXPLANATION_SOURCES", "Explanation", "explain_verified"]
 
@@ -31,13 +31,9 @@ class Explanation:
     candidates_tried: int  # model texts decoded for this item (0: the backend wrote none)
 
 
-def _never() -> bool:
-    return False
-
-
 def explain_verified(backend: Backend, signals: Sequence[TrendSignals], forecasts: Sequence[Forecast],
                      variants: Sequence[int], decodings: Sequence[Decoding] = CANDIDATE_DECODINGS,
-                     cancelled: Callable[[], bool] = _never) -> list[Explanation]:
+                     cancelled: Callable[[], bool] = never) -> list[Explanation]:
     """One explanation per item; ``variants``: the composer phrasing each item falls back to. ``cancelled`` is asked
     before each round after the first: True raises :class:`trail.errors.Cancelled` (the worker is stopping, and a
     window's eight rounds should not hold its stop up)."""

@@ -14,17 +14,18 @@ import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from trail.decoding import GREEDY, Decoding
+from trail.errors import Cancelled
 from trail.explain import Forecast
 from trail.features import model_features
 from trail.prompt import PROMPT_FORMAT, PromptFormatMismatch, explanation_cue, render_prompt
 from trail.signals import TrendSignals
 
-from .backend import BackendUnavailable, ModelInfo
+from .backend import BackendUnavailable, ModelInfo, never
 from .trail_onnx import TrailOnnx, VersionError
 
 __all__ = ["OnnxBackend"]
@@ -95,10 +96,12 @@ class OnnxBackend:
                                      "run `make export-onnx`")
         return self._runtime
 
-    def score(self, signals: Sequence[TrendSignals]) -> list[Forecast]:
-        runtime = self._current()
+    def score(self, signals: Sequence[TrendSignals], cancelled: Callable[[], bool] = never) -> list[Forecast]:
+        runtime = self._current()  # one version for the whole call: a window is never scored by two
         out: list[Forecast] = []
         for start in range(0, len(signals), self.batch_size):
+            if start and cancelled():
+                raise Cancelled(f"scoring given up after {start} of {len(signals)} items: stopping")
             prompts, features, current = score_inputs(signals[start: start + self.batch_size], runtime.prompt_format)
             out.extend(forecasts_from_log_counts(runtime.score(prompts, features, current)))
         return out

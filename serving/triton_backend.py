@@ -15,17 +15,17 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from trail.decoding import GREEDY, Decoding
-from trail.errors import ConfigError
+from trail.errors import Cancelled, ConfigError
 from trail.explain import Forecast
 from trail.prompt import PROMPT_FORMAT, explanation_cue
 from trail.signals import TrendSignals
 
-from .backend import BackendUnavailable, ModelInfo
+from .backend import BackendUnavailable, ModelInfo, never
 from .onnx_backend import forecasts_from_log_counts, score_inputs
 
 __all__ = ["TritonBackend", "parse_triton_url"]
@@ -131,9 +131,11 @@ class TritonBackend:
                      self._version, self._prompt_format)
         return log_counts, texts
 
-    def score(self, signals: Sequence[TrendSignals]) -> list[Forecast]:
+    def score(self, signals: Sequence[TrendSignals], cancelled: Callable[[], bool] = never) -> list[Forecast]:
         out: list[Forecast] = []
         for start in range(0, len(signals), self.batch_size):
+            if start and cancelled():
+                raise Cancelled(f"scoring given up after {start} of {len(signals)} items: stopping")
             chunk = signals[start: start + self.batch_size]
             log_counts, _ = self._infer_rendered(chunk, None, [GREEDY] * len(chunk))
             out.extend(forecasts_from_log_counts(log_counts))

@@ -90,7 +90,10 @@ def build_app(config: WorkerConfig) -> faust.App:
     backend, fallback = load_backends(config)
     stores = WorkerPartitions(topics.state, config.driver_settings(partitions), owner_of, metrics)
     catalogue = Catalogue(app, topics, stores, owner_of, metrics, progress)
-    holes = HoleFiller.for_settings(config.kafka)  # messages Faust did not deliver, read back (offset_holes.py)
+    # messages Faust did not deliver, read back (offset_holes.py)
+    holes = HoleFiller.for_settings(config.kafka, config.app_id,
+                                    (config.topics.interactions, topics.ticks_name, topics.rekey_name),
+                                    generation=lambda: app.consumer_generation_id)
     ingest = Ingest(config, topics, stores, catalogue, metrics, progress, holes)
     merge = MergeAgent(topics, WindowMerger.for_worker(config, partitions), backend, fallback, metrics, progress,
                        stopping=lambda: app.should_stop)  # set as the app's stop begins, before it waits for streams
@@ -100,6 +103,11 @@ def build_app(config: WorkerConfig) -> faust.App:
         """Another worker may own these partitions next: re-read everything from the tables afterwards."""
         for cache in (stores, catalogue, merge, progress, holes):
             cache.forget()
+
+    @app.on_partitions_assigned.connect
+    async def expect_committed_offsets(app: faust.App, assigned: Any, **kwargs: Any) -> None:
+        """Where each assigned input partition must continue: a first message past it is a hole."""
+        await holes.assigned(assigned)
 
     app.agent(topics.items, name="catalogue")(catalogue.run)
     app.agent(topics.interactions, name="ingest")(ingest.run)

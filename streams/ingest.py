@@ -54,6 +54,7 @@ class Ingest:
                 by_partition.setdefault(event.message.partition, []).append(event)
                 self.progress.processed(event.message.tp, event.message.offset)
             self.metrics.offset_holes, self.metrics.read_back = self.holes.holes, self.holes.read_back
+            self.metrics.stale_dropped = self.holes.stale
             for partition, events in by_partition.items():
                 # Table writes go to the changelog partition of "the current event"; in a batch that is the last
                 # event of the whole batch, so point it at this partition's events before writing.

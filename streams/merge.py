@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, MutableMapping, Sequence
 
-from serving.backend import Backend, BackendUnavailable
+from serving.backend import Backend, BackendUnavailable, never
 from serving.explanations import Explanation, explain_verified
 from trail.decoding import CANDIDATE_DECODINGS, DEFAULT_EXPLANATION_CANDIDATES
 from trail.errors import Cancelled
@@ -97,11 +97,11 @@ class WindowMerger:
         return True
 
     def publish_ready(self, backend: Backend, fallback: Backend,
-                      cancelled: Callable[[], bool] = lambda: False) -> list[dict[str, Any]]:
+                      cancelled: Callable[[], bool] = never) -> list[dict[str, Any]]:
         """The records of every window that all partitions have reported, in window order.
 
-        ``cancelled`` (the worker is stopping) is asked before a window's scoring, after it and between its
-        explanation rounds; when it says so, :class:`trail.errors.Cancelled` is raised and that window is left
+        ``cancelled`` (the worker is stopping) is asked before a window's scoring, between the backend's scoring
+        batches, after the scoring and between its explanation rounds; when it says so, :class:`trail.errors.Cancelled` is raised and that window is left
         exactly as it was, pending, for the next start (the records before it are lost with the raise: the
         caller publishes none of them, and their reports stay pending as well)."""
         records, published_through, restore = [], self.published_through, []
@@ -124,7 +124,7 @@ class WindowMerger:
         return records
 
     def _publish(self, window: int, reports: Sequence[PartitionReport], backend: Backend,
-                 fallback: Backend, cancelled: Callable[[], bool] = lambda: False) -> dict[str, Any]:
+                 fallback: Backend, cancelled: Callable[[], bool] = never) -> dict[str, Any]:
         started = time.monotonic()
         if cancelled():
             raise Cancelled(f"window {window} not merged: stopping")
@@ -133,9 +133,9 @@ class WindowMerger:
         signals = [signals_for(c.window, self.board, c.title, c.category, self.spec) for c in candidates]
         scorer, used_fallback, forecasts = backend, False, None
         try:
-            forecasts = backend.score(signals)
+            forecasts = backend.score(signals, cancelled)
         except BackendUnavailable:
-            scorer, used_fallback, forecasts = fallback, True, fallback.score(signals)
+            scorer, used_fallback, forecasts = fallback, True, fallback.score(signals, cancelled)
         if cancelled():
             raise Cancelled(f"window {window} scored, not explained: stopping")
         order = sorted(range(len(signals)), key=lambda i: (-(forecasts[i].score or 0.0), signals[i].item_id))

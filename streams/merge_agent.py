@@ -12,7 +12,7 @@ from typing import Callable
 
 import faust
 
-from serving.backend import Backend
+from serving.backend import Backend, never
 from trail.errors import Cancelled
 from trail.trending_record import TrendingRecord
 
@@ -28,7 +28,7 @@ log = logging.getLogger("trail.worker")
 
 class MergeAgent:
     def __init__(self, topics: WorkerTopics, merger: WindowMerger, backend: Backend, fallback: Backend,
-                 metrics: Metrics, progress: Progress, stopping: Callable[[], bool] = lambda: False) -> None:
+                 metrics: Metrics, progress: Progress, stopping: Callable[[], bool] = never) -> None:
         """``stopping``: True once the worker is shutting down (read from the scoring thread): a merge in flight
         then gives up between its steps instead of holding the stop up for its remaining explanation rounds."""
         self.topics, self.merger, self.backend, self.fallback = topics, merger, backend, fallback

@@ -25,6 +25,7 @@ class Metrics(IngestCounters):
     catalogue_forwarded: int = 0
     offset_holes: int = 0  # gaps in a partition's delivered offsets (streams/offset_holes.py)
     read_back: int = 0  # messages read back from the broker into those gaps
+    stale_dropped: int = 0  # messages fetched before a rebalance, dropped (their partition is read again)
     last_latency_ms: float = 0.0
     close_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=100))
     items_tracked: dict[int, int] = field(default_factory=dict)  # per partition, as of its last window close
@@ -78,6 +79,10 @@ class Metrics(IngestCounters):
             " are read back from the broker (trail_messages_read_back_total)",
             "# TYPE trail_offset_holes_total counter", f"trail_offset_holes_total {self.offset_holes}",
             "# TYPE trail_messages_read_back_total counter", f"trail_messages_read_back_total {self.read_back}",
+            "# HELP trail_stale_messages_dropped_total messages fetched before a rebalance and handed over after it;"
+            " dropped, since their partition is read again from its committed offset",
+            "# TYPE trail_stale_messages_dropped_total counter",
+            f"trail_stale_messages_dropped_total {self.stale_dropped}",
             "# TYPE trail_partition_windows_closed_total counter",
             f"trail_partition_windows_closed_total {self.windows_closed}",
             "# TYPE trail_windows_published_total counter", f"trail_windows_published_total {self.published}",

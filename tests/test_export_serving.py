@@ -342,6 +342,36 @@ def test_a_model_of_another_prompt_format_is_refused(checkpoint: Path, exported:
     assert backend.refresh() == 1  # version 2 is refused, version 1 serves
 
 
+def test_a_stop_between_scoring_batches_gives_the_call_up_and_one_call_is_one_version(exported: Path,
+                                                                                        tmp_path: Path) -> None:
+    """The worker's merge asks ``cancelled`` between the backend's scoring batches, so a stop no longer waits for
+    a whole window's scoring. A version published during a call serves from the next call on: the call that was
+    running finishes on the version it started with (a window is never scored by two versions)."""
+    from serving.onnx_backend import OnnxBackend
+    from trail.errors import Cancelled
+
+    repository = tmp_path / "served"
+    shutil.copytree(exported, repository / "m" / "1")
+    backend = OnnxBackend(repository, "m", batch_size=2, threads=1)
+    signals = verification_signals()[:6]
+    reference = backend.score(signals)
+    asked: list[int] = []
+
+    def publish_version_2_then_go_on() -> bool:
+        if not asked:
+            shutil.copytree(exported, repository / "m" / "2")
+        asked.append(len(asked))
+        return False
+
+    again = backend.score(signals, publish_version_2_then_go_on)
+    assert (len(asked), backend.info.version) == (2, "1")  # asked between its 3 batches; still version 1
+    assert [f.score for f in again] == [f.score for f in reference]
+    backend.score(signals[:1])
+    assert backend.info.version == "2"
+    with pytest.raises(Cancelled, match="after 2 of 6 items"):
+        backend.score(signals, lambda: True)
+
+
 def test_the_committed_triton_config_is_the_generated_one() -> None:
     """triton_models/trail/config.pbtxt is what export writes: a stale one (an input or output missing) would make
     Triton refuse the first exported version."""

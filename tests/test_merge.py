@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import jsonschema
 import pytest
 
-from serving.backend import BackendUnavailable, ModelInfo
+from serving.backend import BackendUnavailable, ModelInfo, never
 from serving.baseline import BaselineBackend
 from streams.merge import MergerStore, PartitionReport, WindowMerger
 from trail.events import Interaction
@@ -49,7 +49,7 @@ class LyingModel:
 
     info: ModelInfo = ModelInfo("liar", "7", "onnx")
 
-    def score(self, signals: Sequence[TrendSignals]) -> list[Forecast]:
+    def score(self, signals: Sequence[TrendSignals], cancelled: Callable[[], bool] = never) -> list[Forecast]:
         return BaselineBackend().score(signals)
 
     def explain(self, signals: Sequence[TrendSignals], forecasts: Sequence[Forecast],
@@ -64,7 +64,7 @@ class LearningModel:
     info: ModelInfo = ModelInfo("learner", "3", "onnx")
     calls: list[tuple[Decoding, int]] = field(default_factory=list)
 
-    def score(self, signals: Sequence[TrendSignals]) -> list[Forecast]:
+    def score(self, signals: Sequence[TrendSignals], cancelled: Callable[[], bool] = never) -> list[Forecast]:
         return BaselineBackend().score(signals)
 
     def explain(self, signals: Sequence[TrendSignals], forecasts: Sequence[Forecast],
@@ -79,7 +79,7 @@ class LearningModel:
 class DownModel:
     info: ModelInfo = ModelInfo("down", "1", "triton")
 
-    def score(self, signals: Sequence[TrendSignals]) -> list[Forecast]:
+    def score(self, signals: Sequence[TrendSignals], cancelled: Callable[[], bool] = never) -> list[Forecast]:
         raise BackendUnavailable("server unreachable")
 
     def explain(self, signals: Sequence[TrendSignals], forecasts: Sequence[Forecast],
@@ -131,7 +131,7 @@ class StopAfter:
     def info(self) -> ModelInfo:
         return self.model.info
 
-    def score(self, signals: Sequence[TrendSignals]) -> list[Forecast]:
+    def score(self, signals: Sequence[TrendSignals], cancelled: Callable[[], bool] = never) -> list[Forecast]:
         return self.model.score(signals)
 
     def explain(self, signals: Sequence[TrendSignals], forecasts: Sequence[Forecast],
@@ -161,6 +161,40 @@ def test_a_stop_gives_up_a_merge_between_rounds_and_leaves_its_window_pending(ro
     assert json.dumps(merger.to_state(), sort_keys=True) == before
     again = merger.publish_ready(LyingModel(), BaselineBackend())
     assert [r["items"] for r in again] == [r["items"] for r in expected] and len(expected) == 1
+
+
+@dataclass
+class StopWhileScoring:
+    """A scorer during whose scoring the stop arrives: it gives up as OnnxBackend does between its batches."""
+
+    model: LyingModel = field(default_factory=LyingModel)
+    stop: bool = False
+
+    @property
+    def info(self) -> ModelInfo:
+        return self.model.info
+
+    def score(self, signals: Sequence[TrendSignals], cancelled: Callable[[], bool] = never) -> list[Forecast]:
+        self.stop = True
+        if cancelled():
+            raise Cancelled("scoring given up: stopping")
+        return self.model.score(signals)
+
+    def explain(self, signals: Sequence[TrendSignals], forecasts: Sequence[Forecast],
+                decodings: Sequence[Decoding] | None = None) -> list[str | None]:
+        return self.model.explain(signals, forecasts, decodings)
+
+
+def test_a_stop_during_scoring_leaves_the_window_pending() -> None:
+    merger = WindowMerger(2, SPEC, 20, 5)
+    for report in _reports(100):
+        merger.accept(report)
+    before = json.dumps(merger.to_state(), sort_keys=True)
+    scorer = StopWhileScoring()
+    with pytest.raises(Cancelled, match="scoring given up"):
+        merger.publish_ready(scorer, BaselineBackend(), lambda: scorer.stop)
+    assert json.dumps(merger.to_state(), sort_keys=True) == before
+    assert [r["window"]["index"] for r in merger.publish_ready(LyingModel(), BaselineBackend())] == [100]
 
 
 def test_the_first_fully_verified_candidate_ships_and_says_how_it_was_written() -> None:

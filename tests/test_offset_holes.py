@@ -1,11 +1,17 @@
 """A partition's messages that Faust did not deliver are read back from the real broker, in offset order, before
-the message that revealed the hole; duplicates pass untouched (the worker's positions drop them)."""
+the message that revealed the hole; duplicates pass untouched (the worker's positions drop them). After an
+assignment a partition continues at its committed offset (the log start where none is committed), so a first
+message past it is a hole too; a message fetched in an earlier generation is dropped."""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 import pytest
+from faust.types import TP
+from kafka import KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
 
 from streams.kafka_io import Publisher, create_topics
 from streams.offset_holes import HoleFiller, ReadBackEvent, ReadBackMessage
@@ -29,7 +35,7 @@ def test_a_hole_is_filled_from_the_broker_and_a_duplicate_passes(kafka: KafkaEnd
         for index in range(20):
             publisher.send_to(topics.interactions, 0, f"event {index}".encode())
         publisher.flush()
-    filler = HoleFiller.for_settings(settings)
+    filler = HoleFiller.for_settings(settings, "holes-app", [topics.interactions])
     delivered = [_event(topics.interactions, offset) for offset in (0, 1, 2, 7, 7, 8, 15)]
     filled = asyncio.run(filler.fill(delivered))
     offsets = [event.message.offset for event in filled]
@@ -39,3 +45,52 @@ def test_a_hole_is_filled_from_the_broker_and_a_duplicate_passes(kafka: KafkaEnd
     assert (filler.holes, filler.read_back, filler.unfilled) == (2, 10, 0)
     filler.forget()  # after a rebalance: the next offset seen is where the partition continues, not a hole
     assert [e.message.offset for e in asyncio.run(filler.fill([_event(topics.interactions, 19)]))] == [19]
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    """A Faust message's parts the filler reads, with the consumer generation it was fetched in."""
+
+    topic: str
+    partition: int
+    offset: int
+    tp: TP
+    generation_id: int
+
+
+@dataclass(frozen=True)
+class _Event:
+    message: _Fetched
+    value: bytes = b"delivered"
+
+
+def test_an_assigned_partition_continues_at_its_committed_offset_and_stale_messages_drop(
+        kafka: KafkaEndpoint) -> None:
+    settings = KafkaSettings(kafka.bootstrap_servers)
+    topics = TopicNames(interactions="start-interactions", items="start-items", trending="start-trending",
+                        dlq="start-dlq")
+    create_topics(settings, topics, partitions=2)
+    with Publisher(settings) as publisher:
+        for partition in (0, 1):
+            for index in range(12):
+                publisher.send_to(topics.interactions, partition, f"p{partition} event {index}".encode())
+        publisher.flush()
+    group = KafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, group_id="start-app", enable_auto_commit=False)
+    group.commit({TopicPartition(topics.interactions, 0): OffsetAndMetadata(5, "", -1)})  # partition 1: none
+    group.close()
+    generation = [3]
+    filler = HoleFiller.for_settings(settings, "start-app", [topics.interactions], generation=lambda: generation[0])
+    first, second = TP(topics.interactions, 0), TP(topics.interactions, 1)
+    asyncio.run(filler.assigned({first, second, TP("another-topic", 0)}))
+    assert filler.expected == {first: 5, second: 0}
+
+    def fetched(tp: TP, offset: int, generation_id: int = 3) -> _Event:
+        return _Event(_Fetched(tp.topic, tp.partition, offset, tp, generation_id))
+
+    # a message prefetched further on comes first after the rebalance; one from the generation before is stale
+    filled = asyncio.run(filler.fill([fetched(first, 9), fetched(second, 2, generation_id=2), fetched(second, 3)]))
+    assert [(e.message.partition, e.message.offset) for e in filled] == [
+        (0, 5), (0, 6), (0, 7), (0, 8), (0, 9), (1, 0), (1, 1), (1, 2), (1, 3)]
+    assert [e.value for e in filled if e.value != b"delivered"] == [
+        *(f"p0 event {i}".encode() for i in (5, 6, 7, 8)), *(f"p1 event {i}".encode() for i in (0, 1, 2))]
+    assert (filler.holes, filler.read_back, filler.stale) == (2, 7, 1)
