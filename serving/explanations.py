@@ -2,7 +2,8 @@
 
 For the top items of a window the backend decodes in rounds (:data:`trail.decoding.CANDIDATE_DECODINGS`): first
 greedy, then, for the items whose text was not fully verified, constrained greedy, then constrained samples. Each
-round is one batched call. An item keeps the first candidate :func:`trail.explain.check` fully verifies, and its
+round is one batched call. An item keeps the first candidate :func:`trail.explain.check` fully verifies and that
+does not say one clause twice (:func:`trail.explain.repeated_clause`), and its
 ``source`` says how it was written: ``model`` (greedy), ``model-constrained`` (a constrained candidate),
 ``composer-fallback`` (no candidate verified) or ``composer`` (the backend writes no text, e.g. a baseline).
 """
@@ -14,7 +15,7 @@ from typing import Callable, Sequence
 
 from trail.decoding import CANDIDATE_DECODINGS, Decoding
 from trail.errors import Cancelled
-from trail.explain import PHRASINGS, CheckResult, Forecast, check, compose
+from trail.explain import PHRASINGS, CheckResult, Forecast, check, compose, repeated_clause
 from trail.signals import TrendSignals
 from trail.trending_record import EXPLANATION_SOURCES
 
@@ -57,7 +58,7 @@ def explain_verified(backend: Backend, signals: Sequence[TrendSignals], forecast
                 continue
             tried[i] += 1
             result = check(text, signals[i], forecasts[i])
-            if text and result.all_verified:
+            if text and result.all_verified and repeated_clause(text) is None:
                 chosen[i] = Explanation(text, decoding.label, result, tried[i])
     out = []
     for i, explanation in enumerate(chosen):

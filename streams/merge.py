@@ -101,9 +101,10 @@ class WindowMerger:
         """The records of every window that all partitions have reported, in window order.
 
         ``cancelled`` (the worker is stopping) is asked before a window's scoring, between the backend's scoring
-        batches, after the scoring and between its explanation rounds; when it says so, :class:`trail.errors.Cancelled` is raised and that window is left
-        exactly as it was, pending, for the next start (the records before it are lost with the raise: the
-        caller publishes none of them, and their reports stay pending as well)."""
+        batches, after the scoring and between its explanation rounds; when it says so,
+        :class:`trail.errors.Cancelled` is raised and that window is left exactly as it was, pending, for the next
+        start (the records before it are lost with the raise: the caller publishes none of them, and their reports
+        stay pending as well)."""
         records, published_through, restore = [], self.published_through, []
         try:
             while self.pending:

@@ -341,6 +341,29 @@ def test_a_percent_change_from_a_rank_is_not_a_rank_move() -> None:
     assert check("3 interactions this window, up 200%. It climbed from #30 to #7.", signals, forecast).all_verified
 
 
+def test_a_percent_change_from_the_previous_count_is_read_and_both_numbers_checked() -> None:
+    """The Stack Exchange model's commonest paraphrase of "down 36% from 11 to 7 interactions": "7 interactions this
+    window, down 36% from 11", true but unread ("11" matched no rule) until the percent rule took "from 11" as the
+    previous count. Both numbers are checked, and a "from 11 to 7" after the percent stays the counts rule's."""
+    signals, forecast = make_signals(count=7.0, previous_count=11.0)
+    assert check("7 interactions this window, down 36% from 11.", signals, forecast).all_verified
+    assert check("Down 36%, from 11.", signals, forecast).all_verified
+    assert check("It fell 36% from 11 to 7 interactions.", signals, forecast).all_verified
+    for wrong in ("7 interactions this window, down 36% from 12.", "7 interactions this window, up 36% from 11.",
+                  "7 interactions this window, down 50% from 11.", "It fell 36% from 11 to 8 interactions."):
+        assert not check(wrong, signals, forecast).all_verified, wrong
+
+
+def test_level_out_is_a_steady_forecast() -> None:
+    """Banned from writing "level off" after a cue for a forecast fall, a constrained sample wrote "It is expected to
+    level out next window", which no rule read as a claim: it is the same steady forecast, and false here."""
+    signals, forecast = make_signals(count=5.0, previous_count=27.0)
+    falling = Forecast(predicted_count=2.8, score=1.3)
+    for steady in ("It is expected to level out next window.", "It is expected to even out next window."):
+        assert not check(steady, signals, falling).all_verified, steady
+    assert check("It is expected to fall next window.", signals, falling).all_verified
+
+
 def test_a_number_no_rule_reads_is_an_unverified_claim() -> None:
     """Published as the model's in an earlier release: "it sits at 44" (44 is the count, said as nothing the checker
     reads). A number the checker cannot tie to a signal makes the text unverified; the rest is still judged."""

@@ -17,7 +17,7 @@ from streams.merge import MergerStore, PartitionReport, WindowMerger
 from trail.events import Interaction
 from trail.decoding import CANDIDATE_DECODINGS, GREEDY, Decoding
 from trail.errors import Cancelled
-from trail.explain import Forecast, compose, counterfactual
+from trail.explain import Forecast, check, compose, counterfactual, repeated_clause
 from trail.signals import TrendConfig, TrendSignals
 from trail.tracker import ItemRecord, WindowStats, apply_event, close_partition_window
 from trail.windows import WindowSpec, parse_duration
@@ -206,6 +206,36 @@ def test_the_first_fully_verified_candidate_ships_and_says_how_it_was_written() 
     assert model.calls == [(GREEDY, 6), (Decoding(constrained=True), 3)]
     assert all(i["faithfulness"]["all_verified"] for i in records[0]["items"])
     jsonschema.validate(records[0], SCHEMA)
+
+
+@dataclass
+class RepeatingModel:
+    """Greedy text that says its first sentence twice (every claim true); constrained text that does not."""
+
+    info: ModelInfo = ModelInfo("looper", "2", "onnx")
+    greedy_verified: list[bool] = field(default_factory=list)
+
+    def score(self, signals: Sequence[TrendSignals], cancelled: Callable[[], bool] = never) -> list[Forecast]:
+        return BaselineBackend().score(signals)
+
+    def explain(self, signals: Sequence[TrendSignals], forecasts: Sequence[Forecast],
+                decodings: Sequence[Decoding] | None = None) -> list[str | None]:
+        assert decodings is not None
+        texts = [compose(s, f) for s, f in zip(signals, forecasts)]
+        texts = [text if d.constrained else f"{text.split('. ')[0]}. {text}" for text, d in zip(texts, decodings)]
+        self.greedy_verified += [check(t, s, f).all_verified for t, s, f, d in zip(texts, signals, forecasts, decodings)
+                                 if not d.constrained]
+        return texts
+
+
+def test_a_verified_text_that_says_a_clause_twice_is_not_published() -> None:
+    merger = WindowMerger(2, SPEC, 20, 4)
+    model = RepeatingModel()
+    records = [r for report in _reports(100) for r in merger.add(report, model, BaselineBackend())]
+    assert model.greedy_verified == [True] * 4  # the checker alone would have published them
+    items = records[0]["items"]
+    assert [i["explanation_source"] for i in items] == ["model-constrained"] * 4
+    assert all(repeated_clause(i["explanation"]) is None and i["faithfulness"]["all_verified"] for i in items)
 
 
 def test_an_unavailable_scorer_falls_back_to_the_baseline_flagged() -> None:

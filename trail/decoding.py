@@ -14,7 +14,12 @@ a move, so there only the numbers the facts themselves write after one may follo
 17% from 47 to 55" allows "up 17", not "up 47"): the model of format 2 wrote "rose 0" for an item new this window
 (0 to 59), a true number in the wrong place. Where the facts write no number after a direction word, the space
 before a number cannot follow one either, so the model goes on with a word ("rose from 0 to 59", "rose to 59").
-A wrong direction word is left to the checker, which rejects the candidate.
+The forecast's direction is constrained too: after a forecast cue ("expected", "likely", "forecast", ...) the
+first direction word of the sentence must be the forecast's own (:data:`DIRECTION_CLASSES`; the facts line says
+which: "it is expected to fall next window"), the word the checker reads as the forecast claim. The model of
+Stack Exchange wrote "the forecast points to a similar level" for a forecast fall in 47 of 160 candidates of 20
+validation items. Other direction words are left to the checker, which rejects a wrong one: a context-free ban
+cannot tell whose direction a word states.
 Tokenizers whose digits are single tokens (SmolLM2, Llama) are constrained exactly; any other token that contains
 a digit is never chosen in constrained mode.
 
@@ -35,8 +40,9 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-__all__ = ["CANDIDATE_DECODINGS", "DEFAULT_EXPLANATION_CANDIDATES", "DIRECTION_WORDS", "DRAFT_TOKENS", "FACTS_LABEL",
-           "Decoding", "GREEDY", "NumberConstraint", "RowDecoder", "direction_numbers", "fact_numbers", "next_token"]
+__all__ = ["CANDIDATE_DECODINGS", "DEFAULT_EXPLANATION_CANDIDATES", "DIRECTION_CLASSES", "DIRECTION_WORDS",
+           "DRAFT_TOKENS", "FACTS_LABEL", "FORECAST_CUE_WORDS", "LEVEL_WORDS", "Decoding", "GREEDY", "NumberConstraint",
+           "RowDecoder", "banned_words_of", "direction_numbers", "fact_numbers", "forecast_direction_of", "next_token"]
 
 SAMPLE_TEMPERATURE = 0.7
 SAMPLE_TOP_K = 20
@@ -48,6 +54,37 @@ DIRECTION_WORDS = frozenset(
     "climbing climbed slip slips slipping slipped gain gains gained lose loses losing lost jump jumps jumped drop "
     "drops dropping dropped increase increases increasing increased decrease decreases decreasing decreased "
     "decline declines declining declined surge surges surged".split())
+# One-token words of each direction, as the checker's grammar reads them (trail/explain/grammar.py: _RISE, _FALL,
+# _STEADY), and the cues after which the first of them is the forecast's direction (its forecast rule).
+DIRECTION_CLASSES: Mapping[str, frozenset[str]] = {
+    "rise": frozenset(
+        "up upward upwards higher more rise rises rising rose risen grow grows growing grew grown climb climbs "
+        "climbing climbed gain gains gaining gained increase increases increasing increased jump jumps jumping "
+        "jumped surge surges surged surging spike spikes spiked soar soars soared soaring advance advances advanced rebound "
+        "rebounds rebounded recover recovers recovered accelerate accelerates accelerated growth".split()),
+    "fall": frozenset(
+        "down downward downwards lower less fewer fall falls falling fell fallen drop drops dropping dropped decline "
+        "declines declining declined decrease decreases decreasing decreased slip slips slipping slipped slide slides "
+        "sliding dip dips dipped dipping shrink shrinks shrinking shrank shrunk sink sinks sank sunk slump slumps "
+        "slumped plunge plunges plunged tumble tumbles tumbled lose loses losing lost retreat retreats retreated cool "
+        "cools cooled cooling ease eases eased easing fade fades faded fading".split()),
+    "steady": frozenset(  # "level off/out": banned, the model wrote "level out", then "level it" for a forecast fall
+        "steady stable flat unchanged same similar flatten flattens flattening plateau plateaus stabilise stabilize "
+        "stabilises stabilizes level levels leveling levelling off out".split()),
+}
+# Words that state the level against the usual one ("under its usual level"), and "same" ("the same as the previous
+# window"): written for an item whose facts say otherwise, they are false whatever follows, so constrained decoding
+# never writes them then (:func:`banned_words_of`).
+LEVEL_WORDS: Mapping[str, frozenset[str]] = {"above": frozenset({"above", "over", "beyond", "exceeds", "exceeding"}),
+                                              "below": frozenset({"below", "under", "beneath"})}
+_LEVEL_FACT = re.compile(r"it is (?P<where>above|below|in line with) its usual level")
+FORECAST_CUE_WORDS = frozenset(
+    "expect expects expected expecting expectation expectations forecast forecasts forecasted predict predicts "
+    "predicted prediction predictions project projects projected projection projections likely poised should will "
+    "outlook".split())
+_BANNABLE_WORDS = frozenset({"same", *(word for words in LEVEL_WORDS.values() for word in words)})
+_FORECAST_FACT = re.compile(r"expected to (?:keep )?(?P<d>rising|rise|falling|fall|hold steady) next window")
+_CUE_BREAKS = frozenset(".;!?%")  # what ends the reach of a forecast cue (the grammar's gap excludes them)
 _DIRECTION_NUMBER = re.compile(rf"\b(?:{'|'.join(sorted(DIRECTION_WORDS))})\s+(?:by\s+)?(\d+(?:\.\d+)?)", re.I)
 
 
@@ -80,8 +117,8 @@ CANDIDATE_DECODINGS = (GREEDY, Decoding(constrained=True),
                        *(Decoding(True, seed=seed) for seed in range(1, SAMPLED_CANDIDATES + 1)))
 # The worker tries all of them by default: the first fully verified text ships, the composer only when none verifies.
 # On 4 validation windows each (top 10, benchmarks/explain_share.py, README "Measured results") the six constrained
-# samples raised the share of model-written texts from 32 to 38 of 40 on Online Retail (2.2x the explanation time:
-# 19.7 s a window instead of 9.1 s) and from 11 to 25 of 40 on Stack Exchange (4.0x: 43.2 s instead of 10.9 s). Two
+# samples raised the share of model-written texts from 35 to 38 of 40 on Online Retail (1.8x the explanation time:
+# 16.1 s a window instead of 9.2 s) and from 18 to 35 of 40 on Stack Exchange (2.8x: 30.6 s instead of 10.8 s). Two
 # rounds were the default while a round of 10 cost ~15-35 s; batched decoding with grouped heads made 8 rounds cost
 # less than 2 did then. What samples add can read stilted ("It is under its usual level. ... It is under its usual
 # trend."), but every claim in it is verified; TRAIL_EXPLANATION_CANDIDATES=2 keeps greedy and constrained greedy.
@@ -139,6 +176,37 @@ def direction_numbers(text: str) -> frozenset[str]:
     return frozenset(_DIRECTION_NUMBER.findall(text))
 
 
+def forecast_direction_of(cue: str) -> str | None:
+    """The forecast's direction ("rise", "fall", "steady") as the facts line of a format-2 cue states it.
+
+    >>> forecast_direction_of(f"{FACTS_LABEL}up 17% from 47 to 55; it is expected to keep rising next window")
+    'rise'
+    >>> forecast_direction_of(f"{FACTS_LABEL}up from 0 to 11 interactions; it is expected to fall next window")
+    'fall'
+    """
+    found = _FORECAST_FACT.search(cue.partition(FACTS_LABEL)[2])
+    if found is None:
+        return None
+    word = found["d"]
+    return "steady" if word == "hold steady" else "rise" if word.startswith("ris") else "fall"
+
+
+def banned_words_of(cue: str) -> frozenset[str]:
+    """Words a constrained explanation of these facts may not write: the level words of a side the item is not on
+    (both sides when it is in line with its usual level or has none), and "same" unless a fact is the same.
+
+    >>> sorted(banned_words_of(f"{FACTS_LABEL}up from 0 to 11 interactions; it is above its usual level of 2 (5.5x)"))
+    ['below', 'beneath', 'same', 'under']
+    """
+    facts = cue.partition(FACTS_LABEL)[2]
+    level = _LEVEL_FACT.search(facts)
+    where = level["where"] if level else None
+    banned = {word for side, words in LEVEL_WORDS.items() if side != where for word in words}
+    if "same" not in facts and "no change" not in facts:
+        banned.add("same")
+    return frozenset(banned)
+
+
 def _word(token: str) -> str:
     """A token's text without the tokenizer's word-start marker (GPT-2's "Ġ", SentencePiece's "▁") or spaces."""
     return token.replace("Ġ", " ").replace("▁", " ").strip().lower()
@@ -154,12 +222,28 @@ class NumberConstraint:
     direction_ids: frozenset[int] = frozenset()  # one of DIRECTION_WORDS, with or without a word-start marker
     space_ids: frozenset[int] = frozenset()  # a bare space ("Ġ"), which a number follows in GPT-2-style vocabularies
     by_ids: frozenset[int] = frozenset()  # "by", as in "rose by 12"
+    cue_ids: frozenset[int] = frozenset()  # one of FORECAST_CUE_WORDS
+    class_ids: Mapping[str, frozenset[int]] = field(default_factory=dict)  # direction class → its words' tokens
+    cue_break_ids: frozenset[int] = frozenset()  # tokens containing ".", ";", "!", "?" or "%"
+    word_ids: Mapping[str, frozenset[int]] = field(default_factory=dict)  # each word banned_words_of may name
 
     @classmethod
     def from_vocab(cls, vocab: Mapping[str, int]) -> "NumberConstraint":
         digits, points, others, directions, spaces, bys = {}, set(), set(), set(), set(), set()
+        cues, ends = set(), set()
+        classes: dict[str, set[int]] = {name: set() for name in DIRECTION_CLASSES}
+        bannable: dict[str, set[int]] = {word: set() for word in _BANNABLE_WORDS}
         for token, token_id in vocab.items():
             word = _word(token)
+            if word in bannable:
+                bannable[word].add(token_id)
+            for name, words in DIRECTION_CLASSES.items():
+                if word in words:
+                    classes[name].add(token_id)
+            if word in FORECAST_CUE_WORDS:
+                cues.add(token_id)
+            if any(ch in _CUE_BREAKS for ch in token):
+                ends.add(token_id)
             if token.isdigit() and token.isascii():
                 digits[token_id] = token
             elif token == ".":
@@ -173,7 +257,8 @@ class NumberConstraint:
             elif word == "by":
                 bys.add(token_id)
         return cls(digits, frozenset(points), frozenset(others), frozenset(directions), frozenset(spaces),
-                   frozenset(bys))
+                   frozenset(bys), frozenset(cues), {name: frozenset(ids) for name, ids in classes.items()},
+                   frozenset(ends), {word: frozenset(ids) for word, ids in bannable.items()})
 
 
 @dataclass
@@ -184,10 +269,14 @@ class RowDecoder:
     constraint: NumberConstraint | None = None
     facts: frozenset[str] = frozenset()
     move_facts: frozenset[str] | None = None  # the numbers allowed right after a direction word; None: any fact
+    forecast_direction: str | None = None  # the facts' forecast direction (a key of DIRECTION_CLASSES); None: free
+    banned_words: frozenset[str] = frozenset()  # never written (banned_words_of)
     number: str = ""  # digits (and at most one ".") written since the last other character
     after_direction: bool = False  # the last word was a direction word (then maybe "by", a space, digits)
+    after_forecast_cue: bool = False  # a forecast cue, and no direction word, digit or sentence end since
     _prefixes: frozenset[str] = field(default=frozenset(), init=False, repr=False)
     _move_prefixes: frozenset[str] = field(default=frozenset(), init=False, repr=False)
+    _banned_ids: list[int] = field(default_factory=list, init=False, repr=False)
     _rng: np.random.Generator | None = field(default=None, init=False, repr=False)
 
     @classmethod
@@ -196,7 +285,8 @@ class RowDecoder:
         if not decoding.constrained:
             return cls(decoding)
         if FACTS_LABEL in cue:
-            return cls(decoding, constraint, fact_numbers(cue), direction_numbers(cue))
+            return cls(decoding, constraint, fact_numbers(cue), direction_numbers(cue),
+                       forecast_direction=forecast_direction_of(cue), banned_words=banned_words_of(cue))
         return cls(decoding, constraint, fact_numbers(prompt + cue))
 
     def __post_init__(self) -> None:
@@ -207,6 +297,9 @@ class RowDecoder:
                                else _prefixes_of(self.move_facts))
         if self.decoding.seed:
             self._rng = np.random.default_rng(self.decoding.seed)
+        if self.constraint is not None:
+            self._banned_ids = sorted({i for word in self.banned_words
+                                       for i in self.constraint.word_ids.get(word, frozenset())})
 
     def allowed_mask(self, logits: np.ndarray) -> np.ndarray:
         """``logits`` with every token that would break the constraint set to -inf (a copy)."""
@@ -231,6 +324,11 @@ class RowDecoder:
             return masked
         out[blocked] = -np.inf
         out[list(constraint.other_digit_ids)] = -np.inf
+        out[self._banned_ids] = -np.inf
+        if self.after_forecast_cue and self.forecast_direction is not None:  # the forecast claim's direction word
+            for name, ids in constraint.class_ids.items():
+                if name != self.forecast_direction:
+                    out[list(ids - constraint.class_ids.get(self.forecast_direction, frozenset()))] = -np.inf
         return out
 
     def choose(self, logits: np.ndarray) -> int:
@@ -249,6 +347,11 @@ class RowDecoder:
         if self.constraint is None:
             return
         constraint = self.constraint
+        if token_id in constraint.cue_ids:
+            self.after_forecast_cue = True
+        elif self.after_forecast_cue and (token_id in constraint.cue_break_ids or token_id in constraint.digit_ids
+                                          or any(token_id in ids for ids in constraint.class_ids.values())):
+            self.after_forecast_cue = False
         digit = constraint.digit_ids.get(token_id)
         if digit is not None:
             self.number += digit

@@ -6,7 +6,8 @@ text (contrastive negatives: every one fails :func:`check`); :func:`stated_facts
 may claim, each already computed (prompt format 2 gives them to the model).
 
 One concept per module: ``forecast`` (the forecast and the steady band), ``grammar`` (claim phrases and their
-judges, with the tolerances), ``check``, ``compose`` (it owns the phrasings' count), ``counterfactual``.
+judges, with the tolerances), ``check``, ``compose`` (it owns the phrasings' count), ``counterfactual``, ``style``
+(a text that repeats itself).
 """
 
 from .check import UNREAD_NUMBER, CheckResult, Claim, available_kinds, check, split_sentences
@@ -14,7 +15,8 @@ from .compose import MAX_EXTRA_CLAUSES, PHRASINGS, compose, stated_facts
 from .counterfactual import COUNTERFACTUAL_KINDS, counterfactual
 from .forecast import DIRECTIONS, FALL, RISE, STEADY, Forecast, forecast_direction
 from .grammar import CLAIM_KINDS
+from .style import repeated_clause
 
 __all__ = ["CLAIM_KINDS", "COUNTERFACTUAL_KINDS", "DIRECTIONS", "FALL", "MAX_EXTRA_CLAUSES", "PHRASINGS", "RISE",
            "STEADY", "UNREAD_NUMBER", "CheckResult", "Claim", "Forecast", "available_kinds", "check", "compose",
-           "counterfactual", "forecast_direction", "split_sentences", "stated_facts"]
+           "counterfactual", "forecast_direction", "repeated_clause", "split_sentences", "stated_facts"]

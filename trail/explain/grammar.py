@@ -66,7 +66,7 @@ _STEADY_WORDS = (rf"steady|stable|flat|unchanged|no\s+change|(?:little|barely)\s
                  r"|h[oe]ld\w*\s+steady")
 _RISE = rf"up|upward|higher|more|pick(?:s|ed|ing)?\s+up|{_RISE_VERBS}"
 _FALL = rf"down|downward|lower|less|fewer|cool\w*|eas(?:e|es|ed|ing)|fad(?:e|es|ed|ing)|{_FALL_VERBS}"
-_STEADY = rf"{_STEADY_WORDS}|the\s+same|similar|flatten\w*|level\w*\s+off|plateau\w*|stabili[sz]\w*"
+_STEADY = rf"{_STEADY_WORDS}|the\s+same|similar|flatten\w*|level\w*\s+(?:off|out)|even\w*\s+out|plateau\w*|stabili[sz]\w*"
 _CHANGE_WORD = (rf"{_RISE_VERBS}|{_FALL_VERBS}|{_STEADY_WORDS}|(?:is|was|are|were|went|go\w*|trend\w*|mov\w*|edg\w*"
                 r"|tick\w*)\s+(?:up|down|higher|lower)")
 _AT_LEAST, _AT_MOST = r"more\s+than|over|above|at\s+least|upwards\s+of", r"(?:less|fewer)\s+than|under|below|at\s+most"
@@ -279,6 +279,8 @@ def _judge_percent(m: re.Match[str], s: TrendSignals, f: Forecast) -> Verdict | 
         return False, f"no percentage change from a previous count of 0 ({_change_truth(item)})"
     actual = (after - before) / before * 100.0
     ok = _agrees(stated, abs(actual), g.get("q"), PERCENT_TOLERANCE_POINTS, PERCENT_TOLERANCE_RELATIVE)
+    if g.get("a"):
+        ok = ok and _agrees(_number(g["a"]), before, None, COUNT_TOLERANCE, 0.0)
     return ok and direction in (None, STEADY, sign_direction(before, after)), f"{actual:+.1f}% ({_change_truth(item)})"
 
 
@@ -340,7 +342,9 @@ _GRAMMAR: tuple[tuple[str, Judge, tuple[str, ...]], ...] = (  # in matching orde
     ("change", _judge_percent, (
         r"(?:\b(?P<d><CDIR>)\s+(?:by\s+)?)?<QUAL>(?P<s>[+\-−])?(?P<p><NUM>)\s*(?:%|percent\b|per\s*cent\b|pct\b)"
         r"(?:\s+(?P<noun>increase|rise|jump|gain|growth|surge|spike|climb|drop|decline|fall|decrease|dip|slump|loss"
-        r"|higher|lower|more|fewer|less|change|swing|move)\b)?",
+        r"|higher|lower|more|fewer|less|change|swing|move)\b)?"
+        # "down 36% from 11": the previous count (a "from 11 to 7" that follows is the counts rule's)
+        r"(?:,?\s+from\s+(?P<a><NUM>)(?![\d.,]*\d)(?!\s*(?:(?:<UNIT>)\s+)?(?:to\s|→|->))(?!\s*(?:%|x\b|×)))?",
         r"<QUAL>\b(?P<x>doubled|tripled|trebled|quadrupled|halved)\b")),
     ("change", _judge_counts, (
         r"(?:\b(?P<d><CDIR>)\s+)?\bfrom\s+(?P<a><NUM>)\s+(?:(?:<UNIT>)\s+)?(?:to|→|->)\s+(?P<b><NUM>)"
