@@ -94,9 +94,22 @@ def test_a_cue_that_lists_the_facts_is_the_only_source_of_numbers() -> None:
     assert {"2011", "16", "35", "57.7"} <= format_1.facts
 
 
+
+def _words_decoded(vocab: dict[str, int], decoding: Decoding, cue: str, preferences: list[list[str]]) -> list[str]:
+    """Tokens chosen for an item with this cue when at each step the model prefers the listed tokens in order."""
+    tokens = {i: t for t, i in vocab.items()}
+    row = RowDecoder.for_item(decoding, NumberConstraint.from_vocab(vocab), "item: 3936", cue)
+    written = []
+    for wanted in preferences:
+        logits = np.zeros(len(vocab), dtype=np.float32)
+        for rank, token in enumerate(wanted):
+            logits[vocab[token]] = 10.0 - rank
+        written.append(tokens[next_token(row, logits)])
+    return written
+
+
 FORECAST_VOCAB = {"Ġexpected": 0, "Ġto": 1, "Ġsimilar": 2, "Ġdrop": 3, "Ġrise": 4, ".": 5, "Ġlevel": 6, "ĠIt": 7,
                   "Ġup": 8, "Ġsteady": 9}
-FORECAST_TOKENS = {i: t for t, i in FORECAST_VOCAB.items()}
 
 
 @pytest.mark.parametrize("forecast, chosen",
@@ -104,27 +117,16 @@ FORECAST_TOKENS = {i: t for t, i in FORECAST_VOCAB.items()}
 def test_after_a_forecast_cue_the_first_direction_word_is_the_forecasts(forecast: str, chosen: str) -> None:
     """What the Stack Exchange model wrote for a forecast fall: "the forecast points to a similar level". After a
     cue the first direction word must be the facts' forecast direction; then, and in other sentences, any word."""
-    constraint = NumberConstraint.from_vocab(FORECAST_VOCAB)
     cue = f"\nforecast: 3.8{FACTS_LABEL}up from 0 to 11 interactions; it is expected to {forecast} next window\nwhy:"
     preferences = [["Ġexpected"], ["Ġto"], ["Ġup", "Ġsimilar", "Ġrise", "Ġsteady", "Ġdrop"], ["Ġup"], ["."],
                    ["Ġsimilar"]]
-
-    def decode(decoding: Decoding) -> list[str]:
-        row = RowDecoder.for_item(decoding, constraint, "item: 3936", cue)
-        written = []
-        for wanted in preferences:
-            logits = np.zeros(len(FORECAST_VOCAB), dtype=np.float32)
-            for rank, token in enumerate(wanted):
-                logits[FORECAST_VOCAB[token]] = 10.0 - rank
-            written.append(FORECAST_TOKENS[next_token(row, logits)])
-        return written
-
-    assert decode(Decoding(constrained=True)) == ["Ġexpected", "Ġto", chosen, "Ġup", ".", "Ġsimilar"]
-    assert decode(Decoding()) == ["Ġexpected", "Ġto", "Ġup", "Ġup", ".", "Ġsimilar"]  # the model's own text
+    assert _words_decoded(FORECAST_VOCAB, Decoding(constrained=True), cue, preferences) == [
+        "Ġexpected", "Ġto", chosen, "Ġup", ".", "Ġsimilar"]
+    assert _words_decoded(FORECAST_VOCAB, Decoding(), cue, preferences) == [  # the model's own text
+        "Ġexpected", "Ġto", "Ġup", "Ġup", ".", "Ġsimilar"]
 
 
 LEVEL_VOCAB = {"Ġunder": 0, "Ġabove": 1, "Ġin": 2, "Ġthe": 3, "Ġsame": 4, "Ġa": 5}
-LEVEL_TOKENS = {i: t for t, i in LEVEL_VOCAB.items()}
 
 
 @pytest.mark.parametrize("level, chosen", [("above its usual level of 2 (5.5x)", "Ġabove"),
@@ -133,18 +135,10 @@ LEVEL_TOKENS = {i: t for t, i in LEVEL_VOCAB.items()}
 def test_level_words_of_the_wrong_side_and_a_false_same_are_never_written(level: str, chosen: str) -> None:
     """The Stack Exchange model wrote "it is under its usual level (5.6x)" and "the same as the previous window" for
     items new this window; constrained, neither can be written where the facts say otherwise."""
-    constraint = NumberConstraint.from_vocab(LEVEL_VOCAB)
     cue = f"\nforecast: 3.8{FACTS_LABEL}up from 0 to 11 interactions; it is {level}; it is expected to fall next window"
 
     def decode(decoding: Decoding, preferences: list[list[str]]) -> list[str]:
-        row = RowDecoder.for_item(decoding, constraint, "item: 3936", cue)
-        written = []
-        for wanted in preferences:
-            logits = np.zeros(len(LEVEL_VOCAB), dtype=np.float32)
-            for rank, token in enumerate(wanted):
-                logits[LEVEL_VOCAB[token]] = 10.0 - rank
-            written.append(LEVEL_TOKENS[next_token(row, logits)])
-        return written
+        return _words_decoded(LEVEL_VOCAB, decoding, cue, preferences)
 
     assert decode(Decoding(constrained=True), [["Ġunder", "Ġabove", "Ġin"]]) == [chosen]
     assert decode(Decoding(constrained=True), [["Ġthe"], ["Ġsame", "Ġa"]]) == ["Ġthe", "Ġa"]
