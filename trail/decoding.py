@@ -60,8 +60,8 @@ DIRECTION_CLASSES: Mapping[str, frozenset[str]] = {
     "rise": frozenset(
         "up upward upwards higher more rise rises rising rose risen grow grows growing grew grown climb climbs "
         "climbing climbed gain gains gaining gained increase increases increasing increased jump jumps jumping "
-        "jumped surge surges surged surging spike spikes spiked soar soars soared soaring advance advances advanced rebound "
-        "rebounds rebounded recover recovers recovered accelerate accelerates accelerated growth".split()),
+        "jumped surge surges surged surging spike spikes spiked soar soars soared soaring advance advances advanced "
+        "rebound rebounds rebounded recover recovers recovered accelerate accelerates accelerated growth".split()),
     "fall": frozenset(
         "down downward downwards lower less fewer fall falls falling fell fallen drop drops dropping dropped decline "
         "declines declining declined decrease decreases decreasing decreased slip slips slipping slipped slide slides "
@@ -223,8 +223,9 @@ class NumberConstraint:
     space_ids: frozenset[int] = frozenset()  # a bare space ("Ġ"), which a number follows in GPT-2-style vocabularies
     by_ids: frozenset[int] = frozenset()  # "by", as in "rose by 12"
     cue_ids: frozenset[int] = frozenset()  # one of FORECAST_CUE_WORDS
-    class_ids: Mapping[str, frozenset[int]] = field(default_factory=dict)  # direction class → its words' tokens
-    cue_break_ids: frozenset[int] = frozenset()  # tokens containing ".", ";", "!", "?" or "%"
+    # direction class → the tokens of the other classes' words that are not also its own (barred after a cue)
+    off_class_ids: Mapping[str, list[int]] = field(default_factory=dict)
+    cue_end_ids: frozenset[int] = frozenset()  # end a cue's reach: any class's word, a digit, ".", ";", "!", "?", "%"
     word_ids: Mapping[str, frozenset[int]] = field(default_factory=dict)  # each word banned_words_of may name
 
     @classmethod
@@ -256,9 +257,11 @@ class NumberConstraint:
                 spaces.add(token_id)
             elif word == "by":
                 bys.add(token_id)
+        every_class = set().union(*classes.values())
+        off_class = {name: sorted(every_class - ids) for name, ids in classes.items()}
         return cls(digits, frozenset(points), frozenset(others), frozenset(directions), frozenset(spaces),
-                   frozenset(bys), frozenset(cues), {name: frozenset(ids) for name, ids in classes.items()},
-                   frozenset(ends), {word: frozenset(ids) for word, ids in bannable.items()})
+                   frozenset(bys), frozenset(cues), off_class, frozenset(ends | every_class | set(digits)),
+                   {word: frozenset(ids) for word, ids in bannable.items()})
 
 
 @dataclass
@@ -326,9 +329,7 @@ class RowDecoder:
         out[list(constraint.other_digit_ids)] = -np.inf
         out[self._banned_ids] = -np.inf
         if self.after_forecast_cue and self.forecast_direction is not None:  # the forecast claim's direction word
-            for name, ids in constraint.class_ids.items():
-                if name != self.forecast_direction:
-                    out[list(ids - constraint.class_ids.get(self.forecast_direction, frozenset()))] = -np.inf
+            out[constraint.off_class_ids[self.forecast_direction]] = -np.inf
         return out
 
     def choose(self, logits: np.ndarray) -> int:
@@ -349,8 +350,7 @@ class RowDecoder:
         constraint = self.constraint
         if token_id in constraint.cue_ids:
             self.after_forecast_cue = True
-        elif self.after_forecast_cue and (token_id in constraint.cue_break_ids or token_id in constraint.digit_ids
-                                          or any(token_id in ids for ids in constraint.class_ids.values())):
+        elif token_id in constraint.cue_end_ids:
             self.after_forecast_cue = False
         digit = constraint.digit_ids.get(token_id)
         if digit is not None:
