@@ -26,6 +26,7 @@ leaders) before Faust subscribes (:func:`streams.topics.ensure_topics`); nothing
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -89,11 +90,13 @@ def build_app(config: WorkerConfig) -> faust.App:
     owner_of = partition_owner(partitions)
     backend, fallback = load_backends(config)
     stores = WorkerPartitions(topics.state, config.driver_settings(partitions), owner_of, metrics)
-    catalogue = Catalogue(app, topics, stores, owner_of, metrics, progress)
-    # messages Faust did not deliver, read back (offset_holes.py)
-    holes = HoleFiller.for_settings(config.kafka, config.app_id,
-                                    (config.topics.interactions, topics.ticks_name, topics.rekey_name),
-                                    generation=lambda: app.consumer_generation_id)
+    # messages Faust did not deliver, read back (offset_holes.py): the ingest stream's and the catalogue's
+    holes, catalogue_holes = (HoleFiller.for_settings(config.kafka, config.app_id, watched, start_only=start_only,
+                                                      generation=lambda: app.consumer_generation_id)
+                              for watched, start_only in (
+                                  ((config.topics.interactions, topics.ticks_name, topics.rekey_name), False),
+                                  ((config.topics.items, topics.catalogue_rekey_name), True)))  # items: compacted
+    catalogue = Catalogue(app, topics, stores, owner_of, metrics, progress, catalogue_holes)
     ingest = Ingest(config, topics, stores, catalogue, metrics, progress, holes)
     merge = MergeAgent(topics, WindowMerger.for_worker(config, partitions), backend, fallback, metrics, progress,
                        stopping=lambda: app.should_stop)  # set as the app's stop begins, before it waits for streams
@@ -101,13 +104,13 @@ def build_app(config: WorkerConfig) -> faust.App:
     @app.on_partitions_revoked.connect
     async def forget_caches(app: faust.App, revoked: Any, **kwargs: Any) -> None:
         """Another worker may own these partitions next: re-read everything from the tables afterwards."""
-        for cache in (stores, catalogue, merge, progress, holes):
+        for cache in (stores, catalogue, merge, progress, holes, catalogue_holes):
             cache.forget()
 
     @app.on_partitions_assigned.connect
     async def expect_committed_offsets(app: faust.App, assigned: Any, **kwargs: Any) -> None:
         """Where each assigned input partition must continue: a first message past it is a hole."""
-        await holes.assigned(assigned)
+        await asyncio.gather(holes.assigned(assigned), catalogue_holes.assigned(assigned))
 
     app.agent(topics.items, name="catalogue")(catalogue.run)
     app.agent(topics.interactions, name="ingest")(ingest.run)

@@ -15,6 +15,7 @@ from trail.events import InvalidEvent, parse_item_meta
 
 from .dead_letter import dead_letter
 from .metrics import Metrics
+from .offset_holes import HoleFiller
 from .partition_store import WorkerPartitions
 from .progress import Progress
 from .topics import WorkerTopics
@@ -26,28 +27,34 @@ log = logging.getLogger("trail.worker")
 
 class Catalogue:
     def __init__(self, app: faust.App, topics: WorkerTopics, partitions: WorkerPartitions,
-                 owner_of: Callable[[str], int], metrics: Metrics, progress: Progress) -> None:
+                 owner_of: Callable[[str], int], metrics: Metrics, progress: Progress, holes: HoleFiller) -> None:
+        """``holes``: the catalogue's own topics watched for messages Faust did not deliver (a skipped entry would
+        leave its item without a category while :meth:`caught_up` believed the partition caught up)."""
         self.app, self.topics, self.partitions, self.owner_of = app, topics, partitions, owner_of
-        self.metrics, self.progress = metrics, progress
+        self.metrics, self.progress, self.holes = metrics, progress, holes
         self.applied: dict[tuple[str, int], int] = {}  # (topic, partition) → offset this agent applied
 
     async def run(self, stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            partition = event.message.partition
-            try:
-                meta = parse_item_meta(event.value)
-            except InvalidEvent as exc:
-                await dead_letter(self.topics.dlq, event, exc)
-                self.metrics.rejected += 1
+        async for delivered in stream.events():
+            for event in await self.holes.fill([delivered]):
+                await self._apply(event)
+
+    async def _apply(self, event: faust.EventT) -> None:
+        partition = event.message.partition
+        try:
+            meta = parse_item_meta(event.value)
+        except InvalidEvent as exc:
+            await dead_letter(self.topics.dlq, event, exc)
+            self.metrics.rejected += 1
+        else:
+            owner = self.owner_of(meta.item_id)
+            if owner != partition:
+                await self.topics.catalogue_rekey.send(value=bytes(event.value), partition=owner)
+                self.metrics.catalogue_forwarded += 1
             else:
-                owner = self.owner_of(meta.item_id)
-                if owner != partition:
-                    await self.topics.catalogue_rekey.send(value=bytes(event.value), partition=owner)
-                    self.metrics.catalogue_forwarded += 1
-                else:
-                    self.partitions.store(partition).set_meta(meta)
-            self.applied[(event.message.topic, partition)] = event.message.offset
-            self.progress.processed(event.message.tp, event.message.offset)
+                self.partitions.store(partition).set_meta(meta)
+        self.applied[(event.message.topic, partition)] = event.message.offset
+        self.progress.processed(event.message.tp, event.message.offset)
 
     def forget(self) -> None:
         self.applied.clear()

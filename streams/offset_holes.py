@@ -62,6 +62,9 @@ class HoleFiller:
     group_id: str  # the consumer group whose committed offsets say where an assigned partition continues
     topics: frozenset[str]  # the topics whose partitions are watched (the ingest agent's stream)
     generation: Callable[[], int | None] = lambda: None  # the consumer group generation this worker is in now
+    # only an assignment's first message is checked: in a compacted topic (``items``) later gaps are normal, and
+    # reading each one back would cost a fetch per compacted run
+    start_only: bool = False
     expected: dict[Hashable, int] = field(default_factory=dict)
     holes: int = 0  # holes found
     read_back: int = 0  # messages read back into them
@@ -71,8 +74,8 @@ class HoleFiller:
 
     @classmethod
     def for_settings(cls, settings: KafkaSettings, group_id: str, topics: Collection[str],
-                     generation: Callable[[], int | None] = lambda: None) -> "HoleFiller":
-        return cls(settings, group_id, frozenset(topics), generation)
+                     generation: Callable[[], int | None] = lambda: None, start_only: bool = False) -> "HoleFiller":
+        return cls(settings, group_id, frozenset(topics), generation, start_only=start_only)
 
     def forget(self) -> None:
         """Partitions revoked: where they continue is known again only at the next assignment."""
@@ -124,7 +127,9 @@ class HoleFiller:
                 filled.extend(ReadBackEvent(ReadBackMessage(message.topic, message.partition, offset, message.tp),
                                             key, value) for offset, key, value in missing)
                 self.read_back += len(missing)
-            if expected is None or message.offset >= expected:  # a duplicate does not move the expectation back
+            if self.start_only:
+                self.expected.pop(message.tp, None)
+            elif expected is None or message.offset >= expected:  # a duplicate does not move the expectation back
                 self.expected[message.tp] = message.offset + 1
             filled.append(event)
         if self.stale > stale_before:

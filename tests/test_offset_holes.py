@@ -94,3 +94,9 @@ def test_an_assigned_partition_continues_at_its_committed_offset_and_stale_messa
     assert [e.value for e in filled if e.value != b"delivered"] == [
         *(f"p0 event {i}".encode() for i in (5, 6, 7, 8)), *(f"p1 event {i}".encode() for i in (0, 1, 2))]
     assert (filler.holes, filler.read_back, filler.stale) == (2, 7, 1)
+    # a compacted topic (items) is checked at the assignment's start only: later gaps are compaction's, not holes
+    start_only = HoleFiller.for_settings(settings, "start-app", [topics.interactions], generation=lambda: 3,
+                                         start_only=True)
+    asyncio.run(start_only.assigned({first}))
+    filled = asyncio.run(start_only.fill([fetched(first, 9), fetched(first, 11)]))
+    assert [e.message.offset for e in filled] == [5, 6, 7, 8, 9, 11] and start_only.holes == 1
