@@ -6,7 +6,8 @@ composer) run offline over a dataset's validation windows with an exported versi
 prints, and writes to ``reports/explain_share_<dataset>.json``: the share of published texts from each source,
 the claim precision of the greedy texts alone and of what is published, and seconds per window (scoring plus the
 first ``--candidates`` value's explanations). ``--candidates 2 4`` runs the selection with each number of decoding
-rounds on the same windows and reports each one's share and explanation seconds, a ratio taken in one run. Validation
+rounds on the same windows and reports each one's share and explanation seconds, a ratio taken in one run;
+``--compare-prefill-reuse`` also times the first value's rounds with every round prefilling its items again. Validation
 windows only (the windows just before the test windows of ``trail evaluate``): prompts and decoding are chosen
 on these, the test windows stay unread.
 """
@@ -47,6 +48,9 @@ def main() -> int:
     parser.add_argument("--first", action="store_true",
                         help="the dataset's first windows instead, as a worker started on an empty topic (make run) "
                              "meets them: every item is new, its previous count 0")
+    parser.add_argument("--compare-prefill-reuse", action="store_true",
+                        help="also run the first --candidates value with every round prefilling its items again (as "
+                             "before prefills were kept between rounds), and report that time beside the other")
     args = parser.parse_args()
     version = args.version.resolve()
     backend = OnnxBackend(version.parent.parent, version.parent.name)
@@ -63,7 +67,9 @@ def main() -> int:
     greedy_claims = greedy_verified = 0
     published_claims = {n: 0 for n in counts}
     published_verified = {n: 0 for n in counts}
-    seconds = []
+    seconds: list[float] = []
+    cold_seconds: list[float] = []  # --compare-prefill-reuse: the first count's rounds without kept prefills
+    runtime = backend.runtime
     for window in chosen:
         started = time.monotonic()
         candidates = list(window.candidates)
@@ -71,7 +77,15 @@ def main() -> int:
         top = sorted(range(len(candidates)), key=lambda i: -(forecasts[i].score or 0.0))[: args.top_k]
         signals, chosen_forecasts = [candidates[i] for i in top], [forecasts[i] for i in top]
         seconds.append(time.monotonic() - started)
+        if args.compare_prefill_reuse:
+            runtime.forget_prefills()
+            runtime.reuse_prefills = False
+            explain_started = time.monotonic()
+            explain_verified(backend, signals, chosen_forecasts, range(len(top)), CANDIDATE_DECODINGS[:counts[0]])
+            cold_seconds.append(time.monotonic() - explain_started)
+            runtime.reuse_prefills = True
         for n in counts:
+            runtime.forget_prefills()  # each count's first round starts cold, as a window's does in the worker
             explain_started = time.monotonic()
             explanations = explain_verified(backend, signals, chosen_forecasts, range(len(top)),
                                             CANDIDATE_DECODINGS[:n])
@@ -104,6 +118,11 @@ def main() -> int:
               **runs[0], "greedy_claim_precision": round(greedy_verified / greedy_claims, 4) if greedy_claims else None,
               "seconds_per_window": round(sum(seconds) / len(seconds), 1),
               "by_candidates": runs}
+    if cold_seconds:
+        reused = explain_seconds[counts[0]]
+        report["prefill_reuse"] = {"candidates": counts[0], "explain_seconds_per_window_reused": round(
+            sum(reused) / len(reused), 2), "explain_seconds_per_window_not_reused": round(
+            sum(cold_seconds) / len(cold_seconds), 2), "speedup": round(sum(cold_seconds) / sum(reused), 2)}
     out = ROOT / "reports" / f"explain_share_{args.dataset}{'_first' if args.first else ''}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

@@ -89,6 +89,11 @@ class OnnxBackend:
             break
         return self._version
 
+    @property
+    def runtime(self) -> TrailOnnx:
+        """The serving version's runtime (loading the newest version first)."""
+        return self._current()
+
     def _current(self) -> TrailOnnx:
         self.refresh()
         if self._runtime is None:

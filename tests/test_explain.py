@@ -390,3 +390,14 @@ def test_a_numeric_item_id_masks_no_number_of_the_text() -> None:
         result = check(compose(numbered, forecast, variant), numbered, forecast)
         assert result.all_verified, result.claims
     assert not check("14 interactions this window, it sits at 14.", numbered, forecast).all_verified
+
+
+def test_a_rank_move_from_the_previous_rank_checks_the_places_too() -> None:
+    """The Stack Exchange model shortened the facts' "down 3 places from #4" to "down 3 from #4": true, but the 3 was
+    read by no rule. Both the places and the previous rank are checked."""
+    signals, forecast = make_signals(rank=7, previous_rank=4)
+    assert check("It ranks #7 this window, down 3 from #4.", signals, forecast).all_verified
+    assert check("It ranks #7 this window, down 3 places from #4.", signals, forecast).all_verified
+    for wrong in ("It ranks #7 this window, down 2 from #4.", "It ranks #7 this window, up 3 from #4.",
+                  "It ranks #7 this window, down 3 from #5."):
+        assert not check(wrong, signals, forecast).all_verified, wrong

@@ -80,6 +80,22 @@ def test_every_decoding_gives_the_same_text_in_pytorch_and_onnx_batched_or_not(
     assert batched == reference
 
 
+def test_a_later_round_on_the_same_items_reuses_their_prefills_and_writes_the_same_texts(exported: Path) -> None:
+    """The worker's second round explains the items the first left unverified, with another decoding: their prompt
+    and facts are prefilled once. Only the last call's rows are kept, and what is reused is what a cold run gives."""
+    runtime, cold = TrailOnnx(exported, threads=1), TrailOnnx(exported, threads=1)
+    cold.reuse_prefills = False
+    signals, predicted = verification_signals()[:4], [4.0, 0.0, 12.5, 1.7]
+    prompts, cues = [render_prompt(s) for s in signals], [explanation_cue(s, p) for s, p in zip(signals, predicted)]
+    runtime.explain_batch(prompts, cues, max_new_tokens=6)  # the greedy round
+    assert runtime.prefills_reused == 0
+    again = [prompts[2], prompts[1]], [cues[2], cues[1]], [Decoding(True), Decoding(True, seed=3)]
+    assert runtime.explain_batch(*again, max_new_tokens=16) == cold.explain_batch(*again, max_new_tokens=16)
+    assert (runtime.prefills_reused, cold.prefills_reused) == (2, 0)
+    runtime.explain_batch(prompts[:1], cues[:1], max_new_tokens=4)  # row 0 was not in the last call: prefilled again
+    assert runtime.prefills_reused == 2
+
+
 @pytest.mark.parametrize("decoding", [Decoding(), Decoding(seed=1), Decoding(True, seed=2)],
                          ids=lambda d: f"constrained{int(d.constrained)}-seed{d.seed}")
 def test_drafted_tokens_change_no_text(exported: Path, decoding: Decoding) -> None:

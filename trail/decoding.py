@@ -20,6 +20,11 @@ which: "it is expected to fall next window"), the word the checker reads as the 
 Stack Exchange wrote "the forecast points to a similar level" for a forecast fall in 47 of 160 candidates of 20
 validation items. Other direction words are left to the checker, which rejects a wrong one: a context-free ban
 cannot tell whose direction a word states.
+Numbers are bound to their slot on both sides as well: right after "from" or "to" only a number the facts write
+there may follow (:func:`preposition_numbers`; "down 71% from 1" for the facts' "from 17 to 5"), and after a number,
+"interactions" (or another count word) and "users" may follow only a number the facts write before them
+(:func:`unit_numbers`): the Stack Exchange model's commonest false text was "1.7 interactions this window", 1.7
+being the forecast. The unit comes after the number, so it is the unit that is barred.
 Tokenizers whose digits are single tokens (SmolLM2, Llama) are constrained exactly; any other token that contains
 a digit is never chosen in constrained mode.
 
@@ -41,8 +46,9 @@ from typing import Iterable, Mapping
 import numpy as np
 
 __all__ = ["CANDIDATE_DECODINGS", "DEFAULT_EXPLANATION_CANDIDATES", "DIRECTION_CLASSES", "DIRECTION_WORDS",
-           "DRAFT_TOKENS", "FACTS_LABEL", "FORECAST_CUE_WORDS", "LEVEL_WORDS", "Decoding", "GREEDY", "NumberConstraint",
-           "RowDecoder", "banned_words_of", "direction_numbers", "fact_numbers", "forecast_direction_of", "next_token"]
+           "COUNT_UNIT_WORDS", "DRAFT_TOKENS", "FACTS_LABEL", "FORECAST_CUE_WORDS", "LEVEL_WORDS", "USER_QUALIFIERS",
+           "USER_WORDS", "Decoding", "GREEDY", "NumberConstraint", "RowDecoder", "banned_words_of", "direction_numbers",
+           "fact_numbers", "forecast_direction_of", "next_token", "preposition_numbers", "unit_numbers"]
 
 SAMPLE_TEMPERATURE = 0.7
 SAMPLE_TOP_K = 20
@@ -82,9 +88,25 @@ FORECAST_CUE_WORDS = frozenset(
     "expect expects expected expecting expectation expectations forecast forecasts forecasted predict predicts "
     "predicted prediction predictions project projects projected projection projections likely poised should will "
     "outlook".split())
+# Words that make the number before them a count of interactions ("4 interactions") or of distinct users ("2
+# distinct users"). The checker's grammar (trail/explain/grammar.py) builds its UNIT and USERS patterns from these
+# sets, so what decoding binds and what the checker reads cannot drift apart.
+COUNT_UNIT_WORDS = frozenset(
+    "interaction interactions event events purchase purchases order orders sales view views click clicks answer "
+    "answers vote votes comment comments post posts hits visit visits transaction transactions".split())
+USER_WORDS = frozenset(
+    "user users people persons customer customers shopper shoppers buyer buyers visitor visitors account accounts "
+    "member members reader readers".split())
+USER_QUALIFIERS = frozenset("distinct unique different separate individual".split())  # "2 distinct users"
+_UNIT_CLASSES: Mapping[str, frozenset[str]] = {"count": COUNT_UNIT_WORDS, "users": USER_WORDS | USER_QUALIFIERS}
+_UNIT_NUMBER = {name: re.compile(rf"(\d+(?:\.\d+)?)\s+(?:(?:{'|'.join(sorted(USER_QUALIFIERS))})\s+)?"
+                                 rf"(?:{'|'.join(sorted(words, key=len, reverse=True))})\b", re.I)
+                for name, words in (("count", COUNT_UNIT_WORDS), ("users", USER_WORDS))}
 _BANNABLE_WORDS = frozenset({"same", *(word for words in LEVEL_WORDS.values() for word in words)})
 _FORECAST_FACT = re.compile(r"expected to (?:keep )?(?P<d>rising|rise|falling|fall|hold steady) next window")
 _CUE_BREAKS = frozenset(".;!?%")  # what ends the reach of a forecast cue (the grammar's gap excludes them)
+PREPOSITIONS = ("from", "to")  # "down 71% from 17 to 5": the number after each is bound to what the facts write there
+_PREPOSITION_NUMBER = {word: re.compile(rf"\b{word}\s+(\d+(?:\.\d+)?)", re.I) for word in PREPOSITIONS}
 _DIRECTION_NUMBER = re.compile(rf"\b(?:{'|'.join(sorted(DIRECTION_WORDS))})\s+(?:by\s+)?(\d+(?:\.\d+)?)", re.I)
 
 
@@ -176,6 +198,19 @@ def direction_numbers(text: str) -> frozenset[str]:
     return frozenset(_DIRECTION_NUMBER.findall(text))
 
 
+def preposition_numbers(cue: str) -> dict[str, frozenset[str]]:
+    """The numbers the facts line of a format-2 cue writes right after "from" and after "to" (not ranks: "#" is no
+    digit), the only ones a constrained text may write there. The Stack Exchange model wrote "down 71% from 1" (1
+    being the distinct users) for the facts' "down 71% from 17 to 5 interactions".
+
+    >>> sorted((k, sorted(v)) for k, v in preposition_numbers(f"{FACTS_LABEL}down 71% from 17 to 5 interactions; "
+    ...                                                      "from 1 distinct user; down 3 places from #1").items())
+    [('from', ['1', '17']), ('to', ['5'])]
+    """
+    facts = cue.partition(FACTS_LABEL)[2]
+    return {word: frozenset(pattern.findall(facts)) for word, pattern in _PREPOSITION_NUMBER.items()}
+
+
 def forecast_direction_of(cue: str) -> str | None:
     """The forecast's direction ("rise", "fall", "steady") as the facts line of a format-2 cue states it.
 
@@ -207,6 +242,19 @@ def banned_words_of(cue: str) -> frozenset[str]:
     return frozenset(banned)
 
 
+def unit_numbers(cue: str) -> dict[str, frozenset[str]]:
+    """What the facts line of a format-2 cue writes right before a count word and a users word: the only numbers a
+    constrained text may follow with one ("4 interactions" is read as this window's count, "2 users" as its
+    distinct users).
+
+    >>> sorted((k, sorted(v)) for k, v in unit_numbers(f"{FACTS_LABEL}down 20% from 5 to 4 interactions; from 2 "
+    ...                                               "distinct users; it is expected to fall next window").items())
+    [('count', ['4']), ('users', ['2'])]
+    """
+    facts = cue.partition(FACTS_LABEL)[2]
+    return {name: frozenset(pattern.findall(facts)) for name, pattern in _UNIT_NUMBER.items()}
+
+
 def _word(token: str) -> str:
     """A token's text without the tokenizer's word-start marker (GPT-2's "Ġ", SentencePiece's "▁") or spaces."""
     return token.replace("Ġ", " ").replace("▁", " ").strip().lower()
@@ -227,6 +275,8 @@ class NumberConstraint:
     off_class_ids: Mapping[str, list[int]] = field(default_factory=dict)
     cue_end_ids: frozenset[int] = frozenset()  # end a cue's reach: any class's word, a digit, ".", ";", "!", "?", "%"
     word_ids: Mapping[str, frozenset[int]] = field(default_factory=dict)  # each word banned_words_of may name
+    unit_ids: Mapping[str, frozenset[int]] = field(default_factory=dict)  # "count" / "users" → their words' tokens
+    preposition_of: Mapping[int, str] = field(default_factory=dict)  # a token of "from" or "to" → that word
 
     @classmethod
     def from_vocab(cls, vocab: Mapping[str, int]) -> "NumberConstraint":
@@ -234,8 +284,15 @@ class NumberConstraint:
         cues, ends = set(), set()
         classes: dict[str, set[int]] = {name: set() for name in DIRECTION_CLASSES}
         bannable: dict[str, set[int]] = {word: set() for word in _BANNABLE_WORDS}
+        units: dict[str, set[int]] = {name: set() for name in _UNIT_CLASSES}
+        prepositions: dict[int, str] = {}
         for token, token_id in vocab.items():
             word = _word(token)
+            if word in PREPOSITIONS:
+                prepositions[token_id] = word
+            for name, words in _UNIT_CLASSES.items():
+                if word in words:
+                    units[name].add(token_id)
             if word in bannable:
                 bannable[word].add(token_id)
             for name, words in DIRECTION_CLASSES.items():
@@ -261,7 +318,8 @@ class NumberConstraint:
         off_class = {name: sorted(every_class - ids) for name, ids in classes.items()}
         return cls(digits, frozenset(points), frozenset(others), frozenset(directions), frozenset(spaces),
                    frozenset(bys), frozenset(cues), off_class, frozenset(ends | every_class | set(digits)),
-                   {word: frozenset(ids) for word, ids in bannable.items()})
+                   {word: frozenset(ids) for word, ids in bannable.items()},
+                   {name: frozenset(ids) for name, ids in units.items()}, prepositions)
 
 
 @dataclass
@@ -274,11 +332,15 @@ class RowDecoder:
     move_facts: frozenset[str] | None = None  # the numbers allowed right after a direction word; None: any fact
     forecast_direction: str | None = None  # the facts' forecast direction (a key of DIRECTION_CLASSES); None: free
     banned_words: frozenset[str] = frozenset()  # never written (banned_words_of)
+    unit_facts: Mapping[str, frozenset[str]] | None = None  # unit_numbers; None: any number may precede a unit
+    preposition_facts: Mapping[str, frozenset[str]] | None = None  # preposition_numbers; None: any fact after one
     number: str = ""  # digits (and at most one ".") written since the last other character
     after_direction: bool = False  # the last word was a direction word (then maybe "by", a space, digits)
     after_forecast_cue: bool = False  # a forecast cue, and no direction word, digit or sentence end since
+    after_preposition: str | None = None  # the last word was "from" or "to" (then maybe a space, digits)
     _prefixes: frozenset[str] = field(default=frozenset(), init=False, repr=False)
     _move_prefixes: frozenset[str] = field(default=frozenset(), init=False, repr=False)
+    _preposition_prefixes: dict[str, frozenset[str]] = field(default_factory=dict, init=False, repr=False)
     _banned_ids: list[int] = field(default_factory=list, init=False, repr=False)
     _rng: np.random.Generator | None = field(default=None, init=False, repr=False)
 
@@ -289,7 +351,8 @@ class RowDecoder:
             return cls(decoding)
         if FACTS_LABEL in cue:
             return cls(decoding, constraint, fact_numbers(cue), direction_numbers(cue),
-                       forecast_direction=forecast_direction_of(cue), banned_words=banned_words_of(cue))
+                       forecast_direction=forecast_direction_of(cue), banned_words=banned_words_of(cue),
+                       unit_facts=unit_numbers(cue), preposition_facts=preposition_numbers(cue))
         return cls(decoding, constraint, fact_numbers(prompt + cue))
 
     def __post_init__(self) -> None:
@@ -298,6 +361,8 @@ class RowDecoder:
         self._prefixes = _prefixes_of(self.facts)
         self._move_prefixes = (self._prefixes if self.move_facts is None or self.move_facts == self.facts
                                else _prefixes_of(self.move_facts))
+        self._preposition_prefixes = {word: _prefixes_of(numbers) for word, numbers in
+                                      (self.preposition_facts or {}).items()}
         if self.decoding.seed:
             self._rng = np.random.default_rng(self.decoding.seed)
         if self.constraint is not None:
@@ -312,11 +377,15 @@ class RowDecoder:
         number = self.number
         moving = self.after_direction and self.move_facts is not None
         facts, prefixes = (self.move_facts, self._move_prefixes) if moving else (self.facts, self._prefixes)
+        if not moving and self.after_preposition is not None and self.preposition_facts is not None:
+            moving = True  # a number right after "from" / "to" is bound like the size of a move
+            facts = self.preposition_facts[self.after_preposition]
+            prefixes = self._preposition_prefixes[self.after_preposition]
         complete = number.rstrip(".") in facts if number else True
         blocked = [i for i, digit in constraint.digit_ids.items() if number + digit not in prefixes]
         if number and not number.endswith(".") and not (number + "." in prefixes or complete):
             blocked += constraint.point_ids
-        if moving and not number and not prefixes:  # no size of a move to write: no space to write one after
+        if moving and not number and not prefixes:  # no number to write there: no space to write one after
             blocked += constraint.space_ids
         if not complete:  # in the middle of a number: only its continuations
             allowed = [i for i, digit in constraint.digit_ids.items() if number + digit in prefixes]
@@ -330,6 +399,10 @@ class RowDecoder:
         out[self._banned_ids] = -np.inf
         if self.after_forecast_cue and self.forecast_direction is not None:  # the forecast claim's direction word
             out[constraint.off_class_ids[self.forecast_direction]] = -np.inf
+        if number and self.unit_facts is not None and not number.endswith("."):  # "1.7 interactions": not a count
+            for name, numbers in self.unit_facts.items():
+                if number not in numbers:
+                    out[list(constraint.unit_ids.get(name, ()))] = -np.inf
         return out
 
     def choose(self, logits: np.ndarray) -> int:
@@ -361,6 +434,8 @@ class RowDecoder:
             self.after_direction = token_id in constraint.direction_ids or (
                 self.after_direction and not self.number
                 and (token_id in constraint.space_ids or token_id in constraint.by_ids))
+            self.after_preposition = constraint.preposition_of.get(token_id) or (
+                self.after_preposition if not self.number and token_id in constraint.space_ids else None)
             self.number = ""
 
 

@@ -4,7 +4,7 @@ Grammar. :func:`split_sentences` ends a sentence at ``.!?`` before white space o
 number ("2.1x"), after an abbreviation followed by a lower-case letter or digit ("No. 3"), or inside the category
 name or title. Each sentence has its category name masked (and a title or item id containing a digit), then these
 patterns run in order, case-insensitively, each match blanked so later patterns cannot read it again:
-``rank_move`` ("up 4 places", "3 spots lower", "up from #7", "same place", "new on the board", "off the board");
+``rank_move`` ("up 4 places", "3 spots lower", "up from #7", "down 3 from #4", "same place", "new on the board", "off the board");
 ``rank`` ("#3", "No. 3", "ranked 3rd", "the top spot", "top 10" = at most 10); ``forecast`` (a cue such as
 expected/forecast/likely/should/will/next window, then a direction: "expected to keep rising"; or "a decline is
 expected"); ``category`` ("category" or its name, then a direction, optionally "up 20%"; or a direction, then
@@ -39,6 +39,7 @@ import math
 import re
 from typing import Callable
 
+from trail.decoding import COUNT_UNIT_WORDS, USER_QUALIFIERS, USER_WORDS
 from trail.signals import ItemWindow, TrendSignals
 
 from .forecast import DIRECTIONS, FALL, RISE, STEADY, Forecast, band_direction, forecast_direction, sign_direction
@@ -75,15 +76,21 @@ _WORD_NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
                  "ten": 10, "a single": 1}
 _ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8,
              "ninth": 9, "tenth": 10}
+
+
+def _alternatives(words: frozenset[str]) -> str:
+    """A regex alternation of whole ``words``, longest first."""
+    return "|".join(sorted(words, key=lambda word: (-len(word), word)))
+
+
 _TOKENS = {
     "NUM": r"(?<![\w.])(?:[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?|[0-9]+(?:\.[0-9]+)?)",
     "WNUM": "|".join(_WORD_NUMBERS).replace(" ", r"\s+"), "ORD": "|".join(_ORDINALS),
     "QUAL": rf"(?P<q>(?:{_AT_LEAST}|{_AT_MOST}|{_HEDGE})\s*)?",
     "DIR": f"{_STEADY}|{_RISE}|{_FALL}", "RISE": _RISE, "FALL": _FALL,
     "CDIR": rf"up|down|{_CHANGE_WORD}", "CWORD": _CHANGE_WORD,
-    "UNIT": r"interactions?|events?|purchases?|orders?|sales|views?|clicks?|answers?|votes?|comments?|posts?|hits"
-            r"|visits?|transactions?",
-    "USERS": r"users?|people|persons|customers?|shoppers?|buyers?|visitors?|accounts?|members?|readers?",
+    "UNIT": _alternatives(COUNT_UNIT_WORDS), "USERS": _alternatives(USER_WORDS),
+    "USER_QUALIFIER": _alternatives(USER_QUALIFIERS),
     "LEVEL": r"(?:its\s+|the\s+|their\s+)?(?:own\s+)?(?:usual|typical|normal|average|long[- ]term|baseline|historical"
              r"|norm)(?:\s+(?:level|average|mean|rate|volume|baseline))?",
     "BOARD": r"board|chart|rankings?|list|leaderboard",
@@ -173,9 +180,10 @@ def _judge_rank(m: re.Match[str], s: TrendSignals, f: Forecast) -> Verdict:
 def _judge_rank_move(m: re.Match[str], s: TrendSignals, f: Forecast) -> Verdict:
     g, moved = m.groupdict(), s.rank_change
     direction = _direction_word(g.get("d"))
-    if g.get("prev"):  # "up from #7": the previous rank, and the direction when given
+    if g.get("prev"):  # "up from #7": the previous rank, the direction when given, and the places when given
         ok = s.previous_rank is not None and s.previous_rank == _number(g["prev"])
         ok = ok and (direction is None or moved is not None and sign_direction(0, moved) == direction)
+        ok = ok and (not g.get("n") or moved == _number(g["n"]) * (-1 if direction == FALL else 1))
     elif g.get("to"):  # "climbed to #3": the rank, and the direction (entering the board counts as a climb)
         ok = s.rank is not None and s.rank == _number(g["to"])
         ok = ok and (direction == RISE if moved is None else sign_direction(0, moved) == direction)
@@ -298,6 +306,9 @@ def _judge_counts(m: re.Match[str], s: TrendSignals, f: Forecast) -> Verdict:
 Judge = Callable[[re.Match[str], TrendSignals, Forecast], "Verdict | None"]
 _GRAMMAR: tuple[tuple[str, Judge, tuple[str, ...]], ...] = (  # in matching order; see the module docstring
     ("rank_move", _judge_rank_move, (
+        # "down 3 from #4", the facts' "down 3 places from #4" without its unit: the move and the previous rank
+        r"\b(?P<d><RISE>|<FALL>)\s+(?:by\s+)?(?P<n>[0-9]+|<WNUM>)\s+(?:(?:places?|spots?|positions?)\s+)?from\s+"
+        r"(?:#\s*|no\.\s*|number\s+)(?P<prev>[0-9]+)\b",
         r"(?:\b(?P<d><RISE>|<FALL>)\s+)?(?<!%\s)(?<!%)\b(?:from|previously(?:\s+at)?"
         r"|last\s+window\s+at)\s+(?:#\s*|no\.\s*|number\s+)(?P<prev>[0-9]+)\b",
         r"\b(?P<d><RISE>|<FALL>)\s+to\s+(?:#\s*|no\.\s*|number\s+)(?P<to>[0-9]+)\b",
@@ -337,8 +348,8 @@ _GRAMMAR: tuple[tuple[str, Judge, tuple[str, ...]], ...] = (  # in matching orde
         r"|similar\s+to|consistent\s+with)\s+<LEVEL>(?:\s+(?:of|at)\s+(?P<v><NUM>))?(?:\s*\(\s*(?P<r><NUM>)\s*"
         r"(?:x|×|times)\s*\))?")),
     ("breadth", _judge_breadth, (
-        r"(?:\b(?:by|from|among|across)\s+)?<QUAL>(?P<n><NUM>|\bone|\ba\s+single)\s+(?:distinct\s+|unique\s+"
-        r"|different\s+|separate\s+|individual\s+)?(?:<USERS>)\b",)),
+        r"(?:\b(?:by|from|among|across)\s+)?<QUAL>(?P<n><NUM>|\bone|\ba\s+single)\s+(?:(?:<USER_QUALIFIER>)\s+)?"
+        r"(?:<USERS>)\b",)),
     ("change", _judge_percent, (
         r"(?:\b(?P<d><CDIR>)\s+(?:by\s+)?)?<QUAL>(?P<s>[+\-−])?(?P<p><NUM>)\s*(?:%|percent\b|per\s*cent\b|pct\b)"
         r"(?:\s+(?P<noun>increase|rise|jump|gain|growth|surge|spike|climb|drop|decline|fall|decrease|dip|slump|loss"
