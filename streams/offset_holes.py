@@ -24,11 +24,11 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Collection, Hashable, Sequence
+from typing import Any, Callable, Collection, Hashable, Mapping, Sequence
 
 from .settings import KafkaSettings
 
-__all__ = ["HoleFiller", "ReadBackEvent", "ReadBackMessage"]
+__all__ = ["HoleFiller", "ReadBackEvent", "ReadBackMessage", "read_ranges"]
 
 log = logging.getLogger(__name__)
 
@@ -157,25 +157,56 @@ class HoleFiller:
 
     def _read(self, topic: str, partition: int, start: int, end: int) -> list[tuple[int, bytes | None, bytes]]:
         """The records at offsets ``start`` to ``end - 1`` (blocking: runs in a thread)."""
-        from kafka import KafkaConsumer, TopicPartition
-
-        from .kafka_io import connect_client
-
-        tp = TopicPartition(topic, partition)
-        consumer = connect_client(KafkaConsumer, self.settings, group_id=None, enable_auto_commit=False)
-        records: list[tuple[int, bytes | None, bytes]] = []
-        try:
-            consumer.assign([tp])
-            consumer.seek(tp, start)
-            deadline = time.monotonic() + READ_TIMEOUT_S
-            while consumer.position(tp) < end:
-                if time.monotonic() > deadline:
-                    self.unfilled += end - consumer.position(tp)
-                    log.error("%s[%d]: offsets %d..%d not read back within %.0f s; going on without them", topic,
-                              partition, consumer.position(tp), end - 1, READ_TIMEOUT_S)
-                    break
-                for batch in consumer.poll(timeout_ms=500).values():
-                    records.extend((r.offset, r.key, r.value) for r in batch if start <= r.offset < end)
-        finally:
-            consumer.close()
+        read = read_ranges(self.settings, topic, {partition: (start, end)})
+        records, reached = read.records[partition], read.reached[partition]
+        if reached < end:
+            self.unfilled += end - reached
+            log.error("%s[%d]: offsets %d..%d not read back within %.0f s; going on without them", topic, partition,
+                      reached, end - 1, READ_TIMEOUT_S)
         return records
+
+
+@dataclass(frozen=True)
+class ReadRanges:
+    """What :func:`read_ranges` read: per partition its records, the offset reached, and the log's end."""
+
+    records: dict[int, list[tuple[int, bytes | None, bytes]]]
+    reached: dict[int, int]  # the next offset not read (the range's end unless the broker was too slow)
+    log_ends: dict[int, int]  # each partition's end offset when the read began
+
+
+Ranges = Mapping[int, tuple[int, "int | None"]]  # partition → (start, end); end None: the log's end
+
+
+def read_ranges(settings: KafkaSettings, topic: str, ranges: Ranges | Callable[[Collection[int]], Ranges],
+                timeout_s: float = READ_TIMEOUT_S) -> ReadRanges:
+    """The records of ``topic`` at offsets ``start`` to ``end - 1`` of each partition in ``ranges`` (``end`` None:
+    the log's end now), straight from the broker with one consumer outside any group (blocking: run it in a thread).
+    ``ranges`` may be a function of the topic's partitions. A start before the log start reads from the log start."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from .kafka_io import connect_client
+
+    consumer = connect_client(KafkaConsumer, settings, group_id=None, enable_auto_commit=False)
+    try:
+        if callable(ranges):
+            ranges = ranges(sorted(consumer.partitions_for_topic(topic) or ()))
+        tps = {partition: TopicPartition(topic, partition) for partition in ranges}
+        records: dict[int, list[tuple[int, bytes | None, bytes]]] = {partition: [] for partition in ranges}
+        if not tps:
+            return ReadRanges({}, {}, {})
+        consumer.assign(list(tps.values()))
+        starts, log_ends = consumer.beginning_offsets(list(tps.values())), consumer.end_offsets(list(tps.values()))
+        bounds = {partition: (max(start, starts[tps[partition]]), log_ends[tps[partition]] if end is None else end)
+                  for partition, (start, end) in ranges.items()}
+        for partition, (start, _) in bounds.items():
+            consumer.seek(tps[partition], start)
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tps[p]) < end for p, (_, end) in bounds.items()) and time.monotonic() < deadline:
+            for tp, batch in consumer.poll(timeout_ms=500).items():
+                start, end = bounds[tp.partition]
+                records[tp.partition].extend((r.offset, r.key, r.value) for r in batch if start <= r.offset < end)
+        reached = {p: min(consumer.position(tps[p]), end) for p, (_, end) in bounds.items()}
+    finally:
+        consumer.close()
+    return ReadRanges(records, reached, {p: log_ends[tp] for p, tp in tps.items()})

@@ -54,11 +54,16 @@ class PartitionStore:
     def meta(self, item_id: str) -> dict[str, Any]:
         return self.table.get(meta_key(self.partition, item_id)) or {}
 
-    def set_meta(self, meta: ItemMeta) -> None:
-        self.table[meta_key(self.partition, meta.item_id)] = {"title": meta.title, "cat": meta.category}
+    def set_meta(self, meta: ItemMeta) -> bool:
+        """Store an item's catalogue entry; False (nothing written) if it is the one stored already."""
+        key, entry = meta_key(self.partition, meta.item_id), {"title": meta.title, "cat": meta.category}
+        if self.table.get(key) == entry:
+            return False
+        self.table[key] = entry
         record = self.resident.get(meta.item_id) if self.resident is not None else None
         if record is not None:
             record.title, record.category = meta.title, meta.category
+        return True
 
     # -- open counts ------------------------------------------------------------------------------------------
     def lookup(self, item_id: str) -> OpenWindows | None:

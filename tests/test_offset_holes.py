@@ -14,7 +14,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from streams.kafka_io import Publisher, create_topics
-from streams.offset_holes import HoleFiller, ReadBackEvent, ReadBackMessage
+from streams.offset_holes import HoleFiller, ReadBackEvent, ReadBackMessage, read_ranges
 from streams.settings import KafkaSettings, TopicNames
 
 from .conftest import KafkaEndpoint
@@ -45,6 +45,28 @@ def test_a_hole_is_filled_from_the_broker_and_a_duplicate_passes(kafka: KafkaEnd
     assert (filler.holes, filler.read_back, filler.unfilled) == (2, 10, 0)
     filler.forget()  # after a rebalance: the next offset seen is where the partition continues, not a hole
     assert [e.message.offset for e in asyncio.run(filler.fill([_event(topics.interactions, 19)]))] == [19]
+
+
+def test_ranges_of_several_partitions_are_read_with_one_consumer(kafka: KafkaEndpoint) -> None:
+    """What the catalogue reads before a close (streams/catalogue.py): every other partition of a topic from where
+    it got to, up to the log's end; the partitions may be chosen from the topic's own. (``items`` itself is
+    compacted and takes keyed messages only; these are keyless.)"""
+    settings = KafkaSettings(kafka.bootstrap_servers)
+    topics = TopicNames(interactions="ranges-interactions", items="ranges-items", trending="ranges-trending",
+                        dlq="ranges-dlq")
+    create_topics(settings, topics, partitions=3)
+    with Publisher(settings) as publisher:
+        for partition in range(3):
+            for index in range(5):
+                publisher.send_to(topics.interactions, partition, f"{partition}:{index}".encode())
+        publisher.flush()
+    read = read_ranges(settings, topics.interactions, lambda partitions: {p: (3 if p == 2 else 0, None)
+                                                                   for p in partitions if p != 1})
+    assert {p: [value for _, _, value in records] for p, records in read.records.items()} == {
+        0: [b"0:0", b"0:1", b"0:2", b"0:3", b"0:4"], 2: [b"2:3", b"2:4"]}
+    assert read.reached == read.log_ends == {0: 5, 2: 5}
+    bounded = read_ranges(settings, topics.interactions, {1: (1, 3)})
+    assert [offset for offset, _, _ in bounded.records[1]] == [1, 2] and bounded.reached == {1: 3}
 
 
 @dataclass(frozen=True)
