@@ -62,6 +62,11 @@ def check_version_folder(folder: Path) -> dict:
     return manifest
 
 
+# Rows of the last explain_batch whose prefill is kept for the next (~10 MB each for SmolLM2-135M at ~200 tokens):
+# the worker explains a window's top 10-20, in one call per decoding round; a larger call keeps its first rows only.
+PREFILLS_KEPT = 32
+
+
 class TrailOnnx:
     """Scores and explanations from one version folder."""
 
@@ -234,8 +239,8 @@ class TrailOnnx:
 
         A row's prefill depends on its token ids alone, and the worker's decoding rounds
         (:func:`serving.explanations.explain_verified`) explain the same unverified items again with another
-        :class:`Decoding`: so the rows of the last call are kept (~10 MB each; a window's top 20 at most) and a row
-        met again is taken from there, bit for bit what running it again would give."""
+        :class:`Decoding`: so the rows of the last call are kept (~10 MB each, at most :data:`PREFILLS_KEPT`) and a
+        row met again is taken from there, bit for bit what running it again would give."""
         n = len(rows)
         logits: list[np.ndarray] = []
         names = [present_output(layer, kind) for layer in self._layers for kind in KV_KINDS]
@@ -249,10 +254,12 @@ class TrailOnnx:
                 feeds = {**dict(zip(GENERATOR_INPUTS, (ids, np.ones_like(ids), np.arange(len(row))[None, :]))),
                          **self._empty_past(1)}
                 outputs = dict(zip(self._generator_outputs, self.generator.run(self._generator_outputs, feeds)))
-                entry = (outputs[GENERATOR_LOGITS][0, -1:], {name: outputs[name][0] for name in names})
+                # a copy: a view would keep the generator's whole logits output alive
+                entry = (outputs[GENERATOR_LOGITS][0, -1:].copy(), {name: outputs[name][0] for name in names})
             else:
                 self.prefills_reused += 1
-            kept[key] = entry
+            if len(kept) < PREFILLS_KEPT:
+                kept[key] = entry
             logits.append(entry[0])
             for name in names:
                 caches[name].append(entry[1][name])

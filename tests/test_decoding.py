@@ -146,7 +146,7 @@ def test_level_words_of_the_wrong_side_and_a_false_same_are_never_written(level:
 
 
 UNIT_VOCAB = {"1": 0, "4": 1, "7": 2, ".": 3, "Ġinteractions": 4, "Ġusers": 5, "Ġdistinct": 6, "Ġthis": 7, "Ġ": 8,
-              "Ġx": 9, "5": 10}
+              "Ġx": 9, "5": 10, "interactions": 11}
 
 
 def test_only_the_count_may_be_followed_by_interactions_and_only_the_users_by_users() -> None:
@@ -167,9 +167,11 @@ def test_only_the_count_may_be_followed_by_interactions_and_only_the_users_by_us
     assert decode(constrained, ["4"]) == ["4", "Ġinteractions"]
     assert decode(constrained, ["1"]) == ["1", "Ġusers"]
     assert decode(Decoding(), ["1", ".", "7"]) == ["1", ".", "7", "Ġinteractions"]  # the model's own text
+    spaced = [["1"], ["."], ["7"], ["Ġ"], ["interactions", "Ġthis"]]  # a bare space, then the unit without one
+    assert _words_decoded(UNIT_VOCAB, constrained, cue, spaced) == ["1", ".", "7", "Ġ", "Ġthis"]
 
 
-PREPOSITION_VOCAB = {"1": 0, "7": 1, "5": 2, "Ġfrom": 3, "Ġto": 4, "Ġ": 5, "Ġits": 6}
+PREPOSITION_VOCAB = {"1": 0, "7": 1, "5": 2, "Ġfrom": 3, "Ġto": 4, "Ġ": 5, "Ġits": 6, "Ġdistinct": 7}
 
 
 def test_a_number_after_from_or_to_is_one_the_facts_write_there() -> None:
@@ -182,7 +184,12 @@ def test_a_number_after_from_or_to_is_one_the_facts_write_there() -> None:
         return _words_decoded(PREPOSITION_VOCAB, decoding, cue, [[word]] + wants)
 
     constrained = Decoding(constrained=True)
-    assert decode(constrained, "Ġfrom") == ["Ġfrom", "Ġ", "1", "Ġits"]  # 7 is a prefix of no number after "from"
+    # 7 starts no number written after "from"; and 1 is there only as the users, so "from 1" goes on as users
+    assert _words_decoded(PREPOSITION_VOCAB, constrained, cue, [["Ġfrom"], ["Ġ"], ["7", "5", "1"],
+                                                                ["Ġits", "Ġdistinct", "7"]]) == [
+        "Ġfrom", "Ġ", "1", "Ġdistinct"]
+    assert _words_decoded(PREPOSITION_VOCAB, constrained, cue, [["Ġfrom"], ["Ġ"], ["1"], ["Ġits", "7"]]) == [
+        "Ġfrom", "Ġ", "1", "7"]  # or as a longer fact: 17, the previous count
     assert decode(constrained, "Ġto") == ["Ġto", "Ġ", "5", "Ġits"]
     assert decode(constrained, "Ġits") == ["Ġits", "Ġ", "7", "1"]  # elsewhere any fact: 7 only as the start of 71
     assert decode(Decoding(), "Ġfrom") == ["Ġfrom", "Ġ", "7", "Ġits"]  # the model's own text

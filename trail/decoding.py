@@ -24,7 +24,11 @@ Numbers are bound to their slot on both sides as well: right after "from" or "to
 there may follow (:func:`preposition_numbers`; "down 71% from 1" for the facts' "from 17 to 5"), and after a number,
 "interactions" (or another count word) and "users" may follow only a number the facts write before them
 (:func:`unit_numbers`): the Stack Exchange model's commonest false text was "1.7 interactions this window", 1.7
-being the forecast. The unit comes after the number, so it is the unit that is barred.
+being the forecast. The unit comes after the number, so it is the unit that is barred (also after one bare space).
+The price: "5 interactions last window", true for a previous count of 5 and read so by the checker, cannot be
+written constrained either; the model then says it as the facts do ("from 5 to 4"). A number after "from" that the
+facts write there only as the distinct users ("from 1 distinct user") must go on as users
+(:func:`users_only_after_from`).
 Tokenizers whose digits are single tokens (SmolLM2, Llama) are constrained exactly; any other token that contains
 a digit is never chosen in constrained mode.
 
@@ -48,7 +52,8 @@ import numpy as np
 __all__ = ["CANDIDATE_DECODINGS", "DEFAULT_EXPLANATION_CANDIDATES", "DIRECTION_CLASSES", "DIRECTION_WORDS",
            "COUNT_UNIT_WORDS", "DRAFT_TOKENS", "FACTS_LABEL", "FORECAST_CUE_WORDS", "LEVEL_WORDS", "USER_QUALIFIERS",
            "USER_WORDS", "Decoding", "GREEDY", "NumberConstraint", "RowDecoder", "banned_words_of", "direction_numbers",
-           "fact_numbers", "forecast_direction_of", "next_token", "preposition_numbers", "unit_numbers"]
+           "fact_numbers", "forecast_direction_of", "next_token", "preposition_numbers", "unit_numbers",
+           "users_only_after_from", "word_alternation"]
 
 SAMPLE_TEMPERATURE = 0.7
 SAMPLE_TOP_K = 20
@@ -99,9 +104,18 @@ USER_WORDS = frozenset(
     "member members reader readers".split())
 USER_QUALIFIERS = frozenset("distinct unique different separate individual".split())  # "2 distinct users"
 _UNIT_CLASSES: Mapping[str, frozenset[str]] = {"count": COUNT_UNIT_WORDS, "users": USER_WORDS | USER_QUALIFIERS}
-_UNIT_NUMBER = {name: re.compile(rf"(\d+(?:\.\d+)?)\s+(?:(?:{'|'.join(sorted(USER_QUALIFIERS))})\s+)?"
-                                 rf"(?:{'|'.join(sorted(words, key=len, reverse=True))})\b", re.I)
+
+
+def word_alternation(words: Iterable[str]) -> str:
+    """A regex alternation of whole ``words``, longest first (the checker's grammar builds its word classes so too)."""
+    return "|".join(sorted(words, key=lambda word: (-len(word), word)))
+
+
+_UNIT_NUMBER = {name: re.compile(rf"(\d+(?:\.\d+)?)\s+(?:(?:{word_alternation(USER_QUALIFIERS)})\s+)?"
+                                 rf"(?:{word_alternation(words)})\b", re.I)
                 for name, words in (("count", COUNT_UNIT_WORDS), ("users", USER_WORDS))}
+_FROM_NUMBER = re.compile(rf"\bfrom\s+(\d+(?:\.\d+)?)(\s+(?:(?:{word_alternation(USER_QUALIFIERS)})\s+)?"
+                          rf"(?:{word_alternation(USER_WORDS)})\b)?", re.I)
 _BANNABLE_WORDS = frozenset({"same", *(word for words in LEVEL_WORDS.values() for word in words)})
 _FORECAST_FACT = re.compile(r"expected to (?:keep )?(?P<d>rising|rise|falling|fall|hold steady) next window")
 _CUE_BREAKS = frozenset(".;!?%")  # what ends the reach of a forecast cue (the grammar's gap excludes them)
@@ -255,6 +269,20 @@ def unit_numbers(cue: str) -> dict[str, frozenset[str]]:
     return {name: frozenset(pattern.findall(facts)) for name, pattern in _UNIT_NUMBER.items()}
 
 
+def users_only_after_from(cue: str) -> frozenset[str]:
+    """The numbers the facts line writes after "from" only as the distinct users ("from 1 distinct user"), never as
+    a count ("from 17 to 5"): written after "from", such a number must go on as users. The Stack Exchange model
+    wrote "down 71% from 1" for the facts' "down 71% from 17 to 5 interactions; from 1 distinct user".
+
+    >>> sorted(users_only_after_from(f"{FACTS_LABEL}down 71% from 17 to 5 interactions; from 1 distinct user"))
+    ['1']
+    >>> sorted(users_only_after_from(f"{FACTS_LABEL}up from 1 to 5 interactions; from 1 distinct user"))
+    []
+    """
+    found = _FROM_NUMBER.findall(cue.partition(FACTS_LABEL)[2])
+    return frozenset(n for n, users in found if users) - frozenset(n for n, users in found if not users)
+
+
 def _word(token: str) -> str:
     """A token's text without the tokenizer's word-start marker (GPT-2's "Ġ", SentencePiece's "▁") or spaces."""
     return token.replace("Ġ", " ").replace("▁", " ").strip().lower()
@@ -334,10 +362,12 @@ class RowDecoder:
     banned_words: frozenset[str] = frozenset()  # never written (banned_words_of)
     unit_facts: Mapping[str, frozenset[str]] | None = None  # unit_numbers; None: any number may precede a unit
     preposition_facts: Mapping[str, frozenset[str]] | None = None  # preposition_numbers; None: any fact after one
+    users_after_from: frozenset[str] = frozenset()  # users_only_after_from: after "from", these go on as users
     number: str = ""  # digits (and at most one ".") written since the last other character
     after_direction: bool = False  # the last word was a direction word (then maybe "by", a space, digits)
     after_forecast_cue: bool = False  # a forecast cue, and no direction word, digit or sentence end since
     after_preposition: str | None = None  # the last word was "from" or "to" (then maybe a space, digits)
+    spaced_number: str = ""  # a complete number followed by one bare space: what a unit after the space counts
     _prefixes: frozenset[str] = field(default=frozenset(), init=False, repr=False)
     _move_prefixes: frozenset[str] = field(default=frozenset(), init=False, repr=False)
     _preposition_prefixes: dict[str, frozenset[str]] = field(default_factory=dict, init=False, repr=False)
@@ -352,7 +382,8 @@ class RowDecoder:
         if FACTS_LABEL in cue:
             return cls(decoding, constraint, fact_numbers(cue), direction_numbers(cue),
                        forecast_direction=forecast_direction_of(cue), banned_words=banned_words_of(cue),
-                       unit_facts=unit_numbers(cue), preposition_facts=preposition_numbers(cue))
+                       unit_facts=unit_numbers(cue), preposition_facts=preposition_numbers(cue),
+                       users_after_from=users_only_after_from(cue))
         return cls(decoding, constraint, fact_numbers(prompt + cue))
 
     def __post_init__(self) -> None:
@@ -379,8 +410,8 @@ class RowDecoder:
         facts, prefixes = (self.move_facts, self._move_prefixes) if moving else (self.facts, self._prefixes)
         if not moving and self.after_preposition is not None and self.preposition_facts is not None:
             moving = True  # a number right after "from" / "to" is bound like the size of a move
-            facts = self.preposition_facts[self.after_preposition]
-            prefixes = self._preposition_prefixes[self.after_preposition]
+            facts = self.preposition_facts.get(self.after_preposition, frozenset())
+            prefixes = self._preposition_prefixes.get(self.after_preposition, frozenset())
         complete = number.rstrip(".") in facts if number else True
         blocked = [i for i, digit in constraint.digit_ids.items() if number + digit not in prefixes]
         if number and not number.endswith(".") and not (number + "." in prefixes or complete):
@@ -399,10 +430,21 @@ class RowDecoder:
         out[self._banned_ids] = -np.inf
         if self.after_forecast_cue and self.forecast_direction is not None:  # the forecast claim's direction word
             out[constraint.off_class_ids[self.forecast_direction]] = -np.inf
-        if number and self.unit_facts is not None and not number.endswith("."):  # "1.7 interactions": not a count
+        # "1.7 interactions": not a count ("4" and a bare space are followed by a unit just the same)
+        pending = number if number and not number.endswith(".") else self.spaced_number
+        if pending and self.unit_facts is not None:
             for name, numbers in self.unit_facts.items():
-                if number not in numbers:
+                if pending not in numbers:
                     out[list(constraint.unit_ids.get(name, ()))] = -np.inf
+        if number and self.after_preposition == "from" and number in self.users_after_from:
+            # "from 1" where 1 is only the users: it goes on as users ("from 1 distinct user"), or as a longer fact
+            going_on = [i for i, digit in constraint.digit_ids.items() if number + digit in prefixes]
+            if number + "." in prefixes:
+                going_on += constraint.point_ids
+            kept = np.full_like(out, -np.inf)
+            keep = going_on + list(constraint.unit_ids.get("users", ()))
+            kept[keep] = out[keep]
+            return kept
         return out
 
     def choose(self, logits: np.ndarray) -> int:
@@ -428,6 +470,7 @@ class RowDecoder:
         digit = constraint.digit_ids.get(token_id)
         if digit is not None:
             self.number += digit
+            self.spaced_number = ""
         elif token_id in constraint.point_ids and self.number and "." not in self.number:
             self.number += "."
         else:
@@ -436,6 +479,8 @@ class RowDecoder:
                 and (token_id in constraint.space_ids or token_id in constraint.by_ids))
             self.after_preposition = constraint.preposition_of.get(token_id) or (
                 self.after_preposition if not self.number and token_id in constraint.space_ids else None)
+            self.spaced_number = self.number if token_id in constraint.space_ids and not self.number.endswith(".") \
+                else ""
             self.number = ""
 
 

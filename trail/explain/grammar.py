@@ -39,7 +39,7 @@ import math
 import re
 from typing import Callable
 
-from trail.decoding import COUNT_UNIT_WORDS, USER_QUALIFIERS, USER_WORDS
+from trail.decoding import COUNT_UNIT_WORDS, USER_QUALIFIERS, USER_WORDS, word_alternation
 from trail.signals import ItemWindow, TrendSignals
 
 from .forecast import DIRECTIONS, FALL, RISE, STEADY, Forecast, band_direction, forecast_direction, sign_direction
@@ -76,21 +76,14 @@ _WORD_NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
                  "ten": 10, "a single": 1}
 _ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8,
              "ninth": 9, "tenth": 10}
-
-
-def _alternatives(words: frozenset[str]) -> str:
-    """A regex alternation of whole ``words``, longest first."""
-    return "|".join(sorted(words, key=lambda word: (-len(word), word)))
-
-
 _TOKENS = {
     "NUM": r"(?<![\w.])(?:[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?|[0-9]+(?:\.[0-9]+)?)",
     "WNUM": "|".join(_WORD_NUMBERS).replace(" ", r"\s+"), "ORD": "|".join(_ORDINALS),
     "QUAL": rf"(?P<q>(?:{_AT_LEAST}|{_AT_MOST}|{_HEDGE})\s*)?",
     "DIR": f"{_STEADY}|{_RISE}|{_FALL}", "RISE": _RISE, "FALL": _FALL,
     "CDIR": rf"up|down|{_CHANGE_WORD}", "CWORD": _CHANGE_WORD,
-    "UNIT": _alternatives(COUNT_UNIT_WORDS), "USERS": _alternatives(USER_WORDS),
-    "USER_QUALIFIER": _alternatives(USER_QUALIFIERS),
+    "UNIT": word_alternation(COUNT_UNIT_WORDS), "USERS": word_alternation(USER_WORDS),
+    "USER_QUALIFIER": word_alternation(USER_QUALIFIERS),
     "LEVEL": r"(?:its\s+|the\s+|their\s+)?(?:own\s+)?(?:usual|typical|normal|average|long[- ]term|baseline|historical"
              r"|norm)(?:\s+(?:level|average|mean|rate|volume|baseline))?",
     "BOARD": r"board|chart|rankings?|list|leaderboard",
