@@ -153,8 +153,8 @@ CANDIDATE_DECODINGS = (GREEDY, Decoding(constrained=True),
                        *(Decoding(True, seed=seed) for seed in range(1, SAMPLED_CANDIDATES + 1)))
 # The worker tries all of them by default: the first fully verified text ships, the composer only when none verifies.
 # On 4 validation windows each (top 10, benchmarks/explain_share.py, README "Measured results") the six constrained
-# samples raised the share of model-written texts from 35 to 38 of 40 on Online Retail (1.7x the explanation time:
-# 13.6 s a window instead of 8.0 s) and from 19 to 37 of 40 on Stack Exchange (2.9x: 21.9 s instead of 7.5 s). Two
+# samples raised the share of model-written texts from 35 to 38 of 40 on Online Retail (1.6x the explanation time:
+# 13.7 s a window instead of 8.4 s) and from 21 to 39 of 40 on Stack Exchange (2.5x: 19.8 s instead of 8.0 s). Two
 # rounds were the default while a round of 10 cost ~15-35 s; batched decoding with grouped heads made 8 rounds cost
 # less than 2 did then. What samples add can read stilted ("It is under its usual level. ... It is under its usual
 # trend."), but every claim in it is verified; TRAIL_EXPLANATION_CANDIDATES=2 keeps greedy and constrained greedy.
