@@ -26,15 +26,22 @@ def _event(topic: str, offset: int, value: bytes = b"delivered") -> ReadBackEven
     return ReadBackEvent(ReadBackMessage(topic, 0, offset, (topic, 0)), None, value)
 
 
-def test_a_hole_is_filled_from_the_broker_and_a_duplicate_passes(kafka: KafkaEndpoint) -> None:
+def _published(kafka: KafkaEndpoint, prefix: str, messages: dict[int, list[bytes]]) -> tuple[KafkaSettings,
+                                                                                               TopicNames]:
+    """Topics named ``prefix-*``, ``messages`` sent to their interactions topic, partition by partition."""
     settings = KafkaSettings(kafka.bootstrap_servers)
-    topics = TopicNames(interactions="holes-interactions", items="holes-items", trending="holes-trending",
-                        dlq="holes-dlq")
-    create_topics(settings, topics, partitions=1)
+    topics = TopicNames(f"{prefix}-interactions", f"{prefix}-items", f"{prefix}-trending", f"{prefix}-dlq")
+    create_topics(settings, topics, partitions=len(messages))
     with Publisher(settings) as publisher:
-        for index in range(20):
-            publisher.send_to(topics.interactions, 0, f"event {index}".encode())
+        for partition, values in messages.items():
+            for value in values:
+                publisher.send_to(topics.interactions, partition, value)
         publisher.flush()
+    return settings, topics
+
+
+def test_a_hole_is_filled_from_the_broker_and_a_duplicate_passes(kafka: KafkaEndpoint) -> None:
+    settings, topics = _published(kafka, "holes", {0: [f"event {index}".encode() for index in range(20)]})
     filler = HoleFiller.for_settings(settings, "holes-app", [topics.interactions])
     delivered = [_event(topics.interactions, offset) for offset in (0, 1, 2, 7, 7, 8, 15)]
     filled = asyncio.run(filler.fill(delivered))
@@ -51,15 +58,8 @@ def test_ranges_of_several_partitions_are_read_with_one_consumer(kafka: KafkaEnd
     """What the catalogue reads before a close (streams/catalogue.py): every other partition of a topic from where
     it got to, up to the log's end; the partitions may be chosen from the topic's own. (``items`` itself is
     compacted and takes keyed messages only; these are keyless.)"""
-    settings = KafkaSettings(kafka.bootstrap_servers)
-    topics = TopicNames(interactions="ranges-interactions", items="ranges-items", trending="ranges-trending",
-                        dlq="ranges-dlq")
-    create_topics(settings, topics, partitions=3)
-    with Publisher(settings) as publisher:
-        for partition in range(3):
-            for index in range(5):
-                publisher.send_to(topics.interactions, partition, f"{partition}:{index}".encode())
-        publisher.flush()
+    settings, topics = _published(kafka, "ranges", {p: [f"{p}:{index}".encode() for index in range(5)]
+                                                    for p in range(3)})
     read = read_ranges(settings, topics.interactions, lambda partitions: {p: (3 if p == 2 else 0, None)
                                                                    for p in partitions if p != 1})
     assert {p: [value for _, _, value in records] for p, records in read.records.items()} == {
