@@ -125,6 +125,7 @@ class Catalogue:
         store = self.partitions.store(partition)
         applied = sum(store.set_meta(meta) for meta in latest.values())
         self.read_straight += applied
+        self.metrics.catalogue_read_from_broker += applied
         if applied:
             log.info("catalogue: %d entries of partition %d the agent had not applied, read from the broker", applied,
                      partition)

@@ -23,6 +23,7 @@ class Metrics(IngestCounters):
     published: int = 0
     fallbacks: int = 0
     catalogue_forwarded: int = 0
+    catalogue_read_from_broker: int = 0  # entries a close read from the broker that the agent had not applied
     offset_holes: int = 0  # gaps in a partition's delivered offsets (streams/offset_holes.py)
     read_back: int = 0  # messages read back from the broker into those gaps
     stale_dropped: int = 0  # messages fetched before a rebalance, dropped (their partition is read again)
@@ -75,6 +76,10 @@ class Metrics(IngestCounters):
             f"trail_forwarded_events_received_total {self.forwarded_in}",
             "# TYPE trail_catalogue_forwarded_total counter",
             f"trail_catalogue_forwarded_total {self.catalogue_forwarded}",
+            "# HELP trail_catalogue_entries_read_from_broker_total catalogue entries a window close read from the"
+            " broker because the catalogue agent had not applied them yet (behind, or a message Faust left out)",
+            "# TYPE trail_catalogue_entries_read_from_broker_total counter",
+            f"trail_catalogue_entries_read_from_broker_total {self.catalogue_read_from_broker}",
             "# HELP trail_offset_holes_total gaps in a partition's offsets as Faust delivered them; their messages"
             " are read back from the broker (trail_messages_read_back_total)",
             "# TYPE trail_offset_holes_total counter", f"trail_offset_holes_total {self.offset_holes}",

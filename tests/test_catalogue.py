@@ -11,8 +11,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from serving.backend import ModelInfo
 from streams.catalogue import Catalogue
 from streams.kafka_io import Publisher, create_topics
+from streams.metrics import Metrics
 from streams.offset_holes import HoleFiller
 from streams.partition_store import PartitionStore
 from streams.routing import partition_owner
@@ -54,7 +56,8 @@ def test_a_closing_partition_reads_its_items_entries_from_every_items_partition(
     _publish(settings, topics.items, first)
     holes = HoleFiller.for_settings(settings, "cat-app", [topics.items])
     worker_topics = SimpleNamespace(items=SimpleNamespace(topics=[topics.items]))  # only the topic's name is read
-    catalogue = Catalogue(None, worker_topics, stores, owner_of, None, None, holes)  # type: ignore[arg-type]
+    metrics = Metrics()
+    catalogue = Catalogue(None, worker_topics, stores, owner_of, metrics, None, holes)  # type: ignore[arg-type]
 
     asyncio.run(catalogue._read_items_straight(1))
     owned = {item for item in first if owner_of(item) == 1}
@@ -62,6 +65,8 @@ def test_a_closing_partition_reads_its_items_entries_from_every_items_partition(
     assert {item: stores.store(1).meta(item).get("cat") for item in first if stores.store(1).meta(item)} == {
         item: first[item] for item in owned}
     assert catalogue.read_straight == len(owned)
+    exposition = metrics.prometheus(ModelInfo("trail", "1", "onnx")).splitlines()
+    assert f"trail_catalogue_entries_read_from_broker_total {len(owned)}" in exposition
     assert not any(stores.store(p).meta(item) for p in (0, 2) for item in first)  # only the closing partition's
 
     later = {**{item: first[item] for item in list(first)[:5]}, "item0": "NEW", "item100": "C9"}
