@@ -303,7 +303,7 @@ class NumberConstraint:
     off_class_ids: Mapping[str, list[int]] = field(default_factory=dict)
     cue_end_ids: frozenset[int] = frozenset()  # end a cue's reach: any class's word, a digit, ".", ";", "!", "?", "%"
     word_ids: Mapping[str, frozenset[int]] = field(default_factory=dict)  # each word banned_words_of may name
-    unit_ids: Mapping[str, frozenset[int]] = field(default_factory=dict)  # "count" / "users" → their words' tokens
+    unit_ids: Mapping[str, list[int]] = field(default_factory=dict)  # "count" / "users" → their words' tokens, sorted
     preposition_of: Mapping[int, str] = field(default_factory=dict)  # a token of "from" or "to" → that word
 
     @classmethod
@@ -347,7 +347,7 @@ class NumberConstraint:
         return cls(digits, frozenset(points), frozenset(others), frozenset(directions), frozenset(spaces),
                    frozenset(bys), frozenset(cues), off_class, frozenset(ends | every_class | set(digits)),
                    {word: frozenset(ids) for word, ids in bannable.items()},
-                   {name: frozenset(ids) for name, ids in units.items()}, prepositions)
+                   {name: sorted(ids) for name, ids in units.items()}, prepositions)
 
 
 @dataclass
@@ -419,9 +419,7 @@ class RowDecoder:
         if moving and not number and not prefixes:  # no number to write there: no space to write one after
             blocked += constraint.space_ids
         if not complete:  # in the middle of a number: only its continuations
-            allowed = [i for i, digit in constraint.digit_ids.items() if number + digit in prefixes]
-            if not number.endswith(".") and number + "." in prefixes:
-                allowed += constraint.point_ids
+            allowed = self._continuations(number, prefixes)
             masked = np.full_like(out, -np.inf)
             masked[allowed] = out[allowed]
             return masked
@@ -435,17 +433,22 @@ class RowDecoder:
         if pending and self.unit_facts is not None:
             for name, numbers in self.unit_facts.items():
                 if pending not in numbers:
-                    out[list(constraint.unit_ids.get(name, ()))] = -np.inf
+                    out[constraint.unit_ids.get(name, [])] = -np.inf
         if number and self.after_preposition == "from" and number in self.users_after_from:
             # "from 1" where 1 is only the users: it goes on as users ("from 1 distinct user"), or as a longer fact
-            going_on = [i for i, digit in constraint.digit_ids.items() if number + digit in prefixes]
-            if number + "." in prefixes:
-                going_on += constraint.point_ids
             kept = np.full_like(out, -np.inf)
-            keep = going_on + list(constraint.unit_ids.get("users", ()))
+            keep = self._continuations(number, prefixes) + constraint.unit_ids.get("users", [])
             kept[keep] = out[keep]
             return kept
         return out
+
+    def _continuations(self, number: str, prefixes: frozenset[str]) -> list[int]:
+        """The tokens that make ``number`` a longer prefix of an allowed number: a digit, or a first point."""
+        assert self.constraint is not None
+        going_on = [i for i, digit in self.constraint.digit_ids.items() if number + digit in prefixes]
+        if not number.endswith(".") and number + "." in prefixes:
+            going_on += self.constraint.point_ids
+        return going_on
 
     def choose(self, logits: np.ndarray) -> int:
         scores = self.allowed_mask(logits) if self.decoding.constrained else logits
