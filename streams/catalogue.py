@@ -56,6 +56,14 @@ class Catalogue:
 
     async def _apply(self, event: faust.EventT) -> None:
         partition = event.message.partition
+        # a tombstone (null value) is compaction's delete marker, not a malformed entry: nothing to apply, the item
+        # keeps the entry it had (windows already counted its category), as the straight read does
+        if event.value is not None:
+            await self._apply_entry(event, partition)
+        self.applied[(event.message.topic, partition)] = event.message.offset
+        self.progress.processed(event.message.tp, event.message.offset)
+
+    async def _apply_entry(self, event: faust.EventT, partition: int) -> None:
         try:
             meta = parse_item_meta(event.value)
         except InvalidEvent as exc:
@@ -68,8 +76,6 @@ class Catalogue:
                 self.metrics.catalogue_forwarded += 1
             else:
                 self.partitions.store(partition).set_meta(meta)
-        self.applied[(event.message.topic, partition)] = event.message.offset
-        self.progress.processed(event.message.tp, event.message.offset)
 
     def forget(self) -> None:
         self.applied.clear()

@@ -16,7 +16,8 @@ __all__ = ["dead_letter", "dead_letter_raw"]
 async def dead_letter(dlq: faust.TopicT, event: faust.EventT, error: InvalidEvent,
                       batch_index: int | None = None) -> None:
     message = event.message
-    raw = event.value if isinstance(event.value, bytes) else bytes(str(event.value), "utf-8")
+    value = event.value
+    raw = value if isinstance(value, bytes) else b"" if value is None else bytes(str(value), "utf-8")
     await dead_letter_raw(dlq, raw, error, {"topic": message.topic, "partition": message.partition,
                                             "offset": message.offset, "batch_index": batch_index})
 

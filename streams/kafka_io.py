@@ -74,7 +74,8 @@ class Publisher:
         self._error: BaseException | None = None
         self._partitions: dict[str, list[int]] = {}
 
-    def send(self, topic: str, key: str | None, value: bytes) -> None:
+    def send(self, topic: str, key: str | None, value: bytes | None) -> None:
+        """``value`` None: a tombstone (on a compacted topic, a delete marker)."""
         if self._error is not None:
             raise self._error
         future = self._producer.send(topic, key=key.encode() if key is not None else None, value=value)

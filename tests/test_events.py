@@ -161,6 +161,14 @@ def test_a_batch_message_gives_one_result_per_event() -> None:
         assert info.value.reason == reason
 
 
+def test_a_message_without_a_value_is_refused_with_a_reason() -> None:
+    """A tombstone or a producer's null value reaches the worker as None: refused, not a crash of the agent."""
+    for parse in (parse_interactions, parse_interaction, parse_item_meta):
+        with pytest.raises(InvalidEvent) as info:
+            parse(None)
+        assert (info.value.reason, info.value.message) == ("not_json", "the message has no value (null)")
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(json_values, max_size=6))
 def test_random_batches_never_raise_anything_else(elements: list[object]) -> None:

@@ -201,7 +201,7 @@ def test_bad_input_goes_to_the_dlq_and_every_valid_event_counts(kafka: KafkaEndp
     garbage = [b"not json", b"\xff\xfe\x00", b"[]", b'{"ts": "2024-01-01T00:00:00Z"}',
                b'{"item_id": "x", "ts": "2024-01-01T00:10:00Z", "weight": -3}',
                b'{"item_id": "x", "ts": "yesterday"}', b'{"item_id": "x", "ts": 1, "event_type": "teleport"}',
-               b"{" * 5000, json.dumps({"item_id": "y" * 5000, "ts": 1704067200}).encode()]
+               b"{" * 5000, json.dumps({"item_id": "y" * 5000, "ts": 1704067200}).encode(), None]
     valid = [json.dumps({"item_id": f"i{n % 7}", "ts": 1704067200 + n * 60, "user_id": f"u{n % 13}"}).encode()
              for n in range(300)]  # 5 hours of events: four hourly windows close
     stream: list[bytes] = []
@@ -211,6 +211,7 @@ def test_bad_input_goes_to_the_dlq_and_every_valid_event_counts(kafka: KafkaEndp
             stream.append(garbage[(n // 30) % len(garbage)])
     try:
         with Publisher(KafkaSettings(kafka.bootstrap_servers)) as publisher:
+            publisher.send("dlq-items", "i0", None)  # a tombstone on the compacted catalogue: skipped, not refused
             for value in stream:
                 publisher.send("dlq-interactions", "k", value)
             publisher.flush()

@@ -169,16 +169,18 @@ class ItemMeta:
         )
 
 
-def parse_interaction(raw: bytes | str, limits: Limits = LIMITS) -> Interaction:
+def parse_interaction(raw: bytes | str | None, limits: Limits = LIMITS) -> Interaction:
     """Validate one interaction exactly as received from Kafka; raises only :class:`InvalidEvent`."""
     return Interaction.from_dict(_load_json(raw, limits), limits)
 
 
-def parse_interactions(raw: bytes | str, limits: Limits = LIMITS) -> list[Interaction | InvalidEvent]:
+def parse_interactions(raw: bytes | str | None, limits: Limits = LIMITS) -> list[Interaction | InvalidEvent]:
     """A message holding one interaction (a JSON object) or a batch (a JSON array of up to ``max_batch_events``
     objects): one result per event, in order, each either valid or an :class:`InvalidEvent` naming its index.
     A message that cannot be read at all (not JSON, too large, empty or over-long array) raises
     :class:`InvalidEvent` instead."""
+    if raw is None:
+        raise _null_value()
     text = raw.lstrip()[:1] if isinstance(raw, str) else bytes(raw).lstrip()[:1]
     if text not in ("[", b"["):
         try:
@@ -199,7 +201,7 @@ def parse_interactions(raw: bytes | str, limits: Limits = LIMITS) -> list[Intera
     return results
 
 
-def parse_item_meta(raw: bytes | str, limits: Limits = LIMITS) -> ItemMeta:
+def parse_item_meta(raw: bytes | str | None, limits: Limits = LIMITS) -> ItemMeta:
     """Validate one catalogue record exactly as received from Kafka; raises only :class:`InvalidEvent`."""
     return ItemMeta.from_dict(_load_json(raw, limits), limits)
 
@@ -245,7 +247,9 @@ def format_ts(ts_ms: int) -> str:
     return f"{moment:%Y-%m-%dT%H:%M:%S}.{ts_ms % 1000:03d}Z"
 
 
-def _load_json(raw: bytes | str, limits: Limits, max_bytes: int | None = None) -> Any:
+def _load_json(raw: bytes | str | None, limits: Limits, max_bytes: int | None = None) -> Any:
+    if raw is None:
+        raise _null_value()
     max_bytes = max_bytes or limits.max_payload_bytes
     size = len(raw)  # bytes for bytes, characters (a lower bound on UTF-8 bytes) for str
     if size > max_bytes:
@@ -263,6 +267,11 @@ def _load_json(raw: bytes | str, limits: Limits, max_bytes: int | None = None) -
         if isinstance(exc, InvalidEvent):
             raise
         raise InvalidEvent("not_json", f"payload is not JSON: {str(exc)[:120]}") from None
+
+
+def _null_value() -> InvalidEvent:
+    """A Kafka message without a value: a tombstone, or a producer that sent none."""
+    return InvalidEvent("not_json", "the message has no value (null)")
 
 
 def _reject_constant(name: str) -> Any:
