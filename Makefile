@@ -21,7 +21,7 @@ help:
 	@echo "make triton-up / triton-down   a local Triton server on 127.0.0.1:8000/8001 serving triton_models/"
 	@echo "make worker       a Faust stream worker (settings from TRAIL_* env vars, see README)"
 	@echo "make bench-stream the stream benchmark: raw consumer vs the worker, window close, memory per item"
-	@echo "make bench-serve  scoring/explanation speed: PyTorch vs ORT fp32 vs ORT int8 (outlier-aware) vs Triton"
+	@echo "make bench-serve  scoring/explanation speed: PyTorch vs ORT fp32 vs ORT int8 (outlier-aware) vs Triton; 8-bit generator"
 	@echo "make bench-perf-analyzer  Triton's perf_analyzer against triton_models/trail (tool fetched into .perf/)"
 	@echo "make train        fine-tune TRAIL on DATASET (default online-retail), ~1 h on 2 CPU cores; ships it to models/DATASET"
 	@echo "                  REFIT=1: then refit its score head on the frozen LLM (trail refit-head, ~35 min more)"

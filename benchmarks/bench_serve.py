@@ -9,11 +9,13 @@ Scoring: items/s and p50/p95 latency per request at batch 1, 8, 32, 128; ranking
 ONNX runner, explanations/s for K = 1, 10, 20 items decoded one at a time (sequential), as one batch (batched: what
 the worker runs), as one batch with 6-token prompt-lookup drafts (drafted, off in the worker) and as one constrained
 batch (cold, and as the worker's second round: right after the greedy batch of the same items, whose prefills it
-reuses), and a window's model time (score 200 candidates, explain 20 in one batch).
+reuses), and a window's model time (score 200 candidates, explain 20 in one batch); then all of it again with the
+generator's weights in 8 bits (``--quantize-generator``), timed against the fp32 generator in the same run.
 Writes ``reports/bench_serve.json``. Threads: ``--threads`` for torch, ORT and Triton alike. ``--explain-only
 --version FOLDER``: only the explanation rows, on an exported version folder (no export, no Triton); with
-``--baseline FOLDER`` (a version exported by an earlier release) its sequential decoding is timed in the same run, the
-"today's sequential time" that batched decoding is compared with.
+``--baseline FOLDER`` (a version exported by an earlier release, or the fp32 export of the same checkpoint when
+FOLDER holds an int8 generator) its sequential and batched decoding are timed in the same run: the sequential time
+is "today's sequential time" that batched decoding is compared with.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from training.export import export_model, verification_signals  # noqa: E402
 from training.generator_graph import restore_every_logit  # noqa: E402
 from training.metrics import spearman  # noqa: E402
 from training.model import TrailModel  # noqa: E402
-from training.quantize import quantize_scoring_graph  # noqa: E402
+from training.quantize import quantize_generator_weights, quantize_linear_layers  # noqa: E402
 
 BATCHES = (1, 8, 32, 128)
 EXPLAIN_KS = (1, 10, 20)
@@ -100,7 +102,12 @@ def explanation_speed(runtime: TrailOnnx, signals: Sequence, window_candidates: 
             t0 = time.perf_counter()
             before = [baseline.explain_batch([p], [c], draft_tokens=0)[0] for p, c in zip(prompts[:k], cues[:k])]
             row["baseline_sequential_s"] = time.perf_counter() - t0
+            baseline.forget_prefills()
+            t0 = time.perf_counter()
+            baseline.explain_batch(prompts[:k], cues[:k], draft_tokens=0)
+            row["baseline_batched_s"] = time.perf_counter() - t0
             row["batched_vs_baseline_sequential"] = round(row["batched_s"] / row["baseline_sequential_s"], 3)
+            row["batched_vs_baseline_batched"] = round(row["batched_s"] / row["baseline_batched_s"], 3)
             row["identical_baseline_vs_sequential"] = sum(a == b for a, b in zip(before, sequential))
         out[f"k_{k}"] = {key: round(v, 3) if isinstance(v, float) else v for key, v in row.items()}
         print("explanations", k, out[f"k_{k}"], flush=True)
@@ -165,10 +172,20 @@ def timed(run: Callable[[Sequence], np.ndarray], signals: Sequence, batch: int, 
 def variant_folder(version: Path, target: Path) -> Path:
     """A copy of the exported version whose scoring graph is the int8 one (manifest sizes updated)."""
     shutil.copytree(version, target)
-    kept = quantize_scoring_graph(version / SCORE_FILE, target / SCORE_FILE)
+    kept = quantize_linear_layers(version / SCORE_FILE, target / SCORE_FILE)
     manifest = json.loads((target / MANIFEST_FILE).read_text())
     manifest["files"][SCORE_FILE] = (target / SCORE_FILE).stat().st_size
     manifest["score_precision"] = f"int8 dynamic, per-channel; fp32 kept for {len(kept)} MatMuls (down_proj, head)"
+    (target / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    return target
+
+
+def generator_8bit_folder(version: Path, target: Path) -> Path:
+    """A copy of the exported version whose generator has 8-bit weights, as ``trail export --quantize-generator``."""
+    shutil.copytree(version, target)
+    quantize_generator_weights(version / GENERATOR_FILE, target / GENERATOR_FILE)
+    manifest = json.loads((target / MANIFEST_FILE).read_text())
+    manifest["files"][GENERATOR_FILE] = (target / GENERATOR_FILE).stat().st_size
     (target / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     return target
 
@@ -260,6 +277,10 @@ def main() -> int:
                        "ort_ms_per_explanation": round(1000 * onnx_s / len(sample)),
                        "identical_texts": sum(a == b for a, b in zip(torch_texts, onnx_texts))}
         explanation["onnx_decoding"] = explanation_speed(fp32_runtime, signals)
+        # the same decoding with the 8-bit generator, against the fp32 one's sequential and batched time (baseline)
+        gen8_folder = generator_8bit_folder(exported.folder, work / "gen8" / "trail" / "1")
+        generator_8bit = TrailOnnx(gen8_folder, threads=args.threads)
+        explanation["onnx_decoding_8bit_generator"] = explanation_speed(generator_8bit, signals, baseline=fp32_runtime)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     base = results["pytorch_fp32"]

@@ -16,8 +16,8 @@ from trail.decoding import CANDIDATE_DECODINGS, Decoding, fact_numbers
 from trail.errors import TrailError
 from trail.features import model_features
 from trail.prompt import explanation_cue, render_prompt
-from trail.serving_contract import GENERATOR_LOGIT_POSITIONS
-from training.export import ExportRejected, export_model, verification_signals
+from trail.serving_contract import GENERATOR_INPUTS, GENERATOR_LOGIT_POSITIONS, GENERATOR_LOGITS
+from training.export import GENERATOR_CHECK_ITEMS, ExportRejected, export_model, verification_signals
 from training.generator_graph import restore_every_logit, share_kv_heads
 from training.model import TrailModel
 from training.train import TrainConfig, train
@@ -204,6 +204,44 @@ def test_a_version_that_fails_verification_is_not_published(checkpoint: Path, tm
     with pytest.raises(ExportRejected, match="differ from PyTorch"):
         export_model(checkpoint, repository, model_name="strict", tolerance=-1.0)  # nothing can pass
     assert not [p for p in (repository / "strict").iterdir() if p.name != "config.pbtxt"]
+
+
+def test_an_8_bit_generator_ships_with_its_texts_compared_to_the_fp32_ones(checkpoint: Path, exported: Path,
+                                                                          tmp_path: Path) -> None:
+    import onnx
+
+    result = export_model(checkpoint, tmp_path / "repo", model_name="q8", verify_texts=1, quantize_generator=True)
+    manifest = json.loads((result.folder / "manifest.json").read_text())
+    assert manifest["generator_precision"].startswith("8-bit") and manifest["score_precision"] == "fp32"
+    check = result.generator_8bit
+    assert check is not None and check.items == GENERATOR_CHECK_ITEMS
+    assert manifest["verification"]["generator_8bit"] == check.to_dict()
+    nodes = onnx.load(str(result.folder / GENERATOR_FILE), load_external_data=False).graph.node
+    quantised = [n.name for n in nodes if n.op_type == "MatMulNBits"]
+    for layer in ("q_proj", "gate_proj", "down_proj"):  # (the tiny model's lm_head reads its embedding: not a weight)
+        assert any(layer in name for name in quantised), (layer, quantised)
+    assert not [n.name for n in nodes if n.op_type == "MatMul" and "proj" in n.name]
+    # it serves: scores as the fp32 export's (the scoring graph is untouched); a row's logits are the same alone or
+    # beside another row of its length (activations are quantised per row: dynamic int8 fails this); constrained rows
+    # still write only the numbers of their facts
+    signals = verification_signals()[:4]
+    eight_bit, fp32 = TrailOnnx(result.folder, threads=1), TrailOnnx(exported, threads=1)
+    np.testing.assert_array_equal(eight_bit.score(*_inputs(signals)), fp32.score(*_inputs(signals)))
+    prompts, cues = [render_prompt(s) for s in signals], [explanation_cue(s, 3.0 + i) for i, s in enumerate(signals)]
+    rows = np.array([eight_bit._ids(p, 24) for p in prompts[:2]], dtype=np.int64)
+    assert rows.shape == (2, 24)
+    alone, together = _prefill_logits(eight_bit, rows[:1]), _prefill_logits(eight_bit, rows)
+    np.testing.assert_allclose(alone[0], together[0], atol=1e-4, rtol=0)
+    constrained = eight_bit.explain_batch(prompts, cues, [Decoding(constrained=True)] * 4)
+    for text, prompt, cue in zip(constrained, prompts, cues):
+        assert fact_numbers(text) <= fact_numbers(prompt + cue), text
+
+
+def _prefill_logits(runtime: TrailOnnx, rows: np.ndarray) -> np.ndarray:
+    """The generator's logits for unpadded ``rows`` of equal length, read from an empty cache."""
+    positions = np.tile(np.arange(rows.shape[1], dtype=np.int64), (len(rows), 1))
+    feeds = dict(zip(GENERATOR_INPUTS, (rows, np.ones_like(rows), positions)))
+    return runtime.generator.run([GENERATOR_LOGITS], {**feeds, **runtime._empty_past(len(rows))})[0]
 
 
 def test_retention_keeps_the_newest_versions(checkpoint: Path, tmp_path: Path) -> None:

@@ -125,7 +125,7 @@ def test_the_int8_guard_scores_exactly_what_the_int8_scoring_graph_scores(tmp_pa
     from training.export import (VERIFICATION_BATCH, export_scoring_graph, onnx_scores, score_inputs,
                                  verification_signals, verify_scores)
     from training.int8_guard import int8_guard
-    from training.quantize import quantize_scoring_graph
+    from training.quantize import quantize_linear_layers
 
     model = TrailModel.create(TINY).eval()
     torch.nn.init.normal_(model.score_head.mlp[2].weight, std=0.5)  # a head that reads the LLM state
@@ -133,7 +133,7 @@ def test_the_int8_guard_scores_exactly_what_the_int8_scoring_graph_scores(tmp_pa
     guard = int8_guard(model, signals, cache=tmp_path / "states", llm_key="tiny")
     assert not torch.equal(guard.int8_states, guard.fp32_states)  # the states really went through int8 MatMuls
     export_scoring_graph(model, signals[:4], tmp_path / "score.onnx")
-    quantize_scoring_graph(tmp_path / "score.onnx", tmp_path / "score.int8.onnx")
+    quantize_linear_layers(tmp_path / "score.onnx", tmp_path / "score.int8.onnx")
     graph_scores = np.concatenate([onnx_scores(tmp_path / "score.int8.onnx", score_inputs(model, signals[i: i + VERIFICATION_BATCH]))
                                    for i in range(0, len(signals), VERIFICATION_BATCH)])
     with torch.no_grad():

@@ -22,7 +22,7 @@ from trail.signals import TrendSignals
 
 from .metrics import spearman
 from .model import ScoreHead, TrailModel, head_inputs
-from .quantize import DEFAULT_FP32_MATMULS, MIN_INT8_SPEARMAN, quantize_scoring_graph
+from .quantize import DEFAULT_FP32_MATMULS, MIN_INT8_SPEARMAN, quantize_linear_layers
 from .state_cache import cached_tensor
 
 __all__ = ["Int8Guard", "int8_guard"]
@@ -86,7 +86,7 @@ def _int8_prompt_states(model: TrailModel, signals: Sequence[TrendSignals], batc
                               opset_version=OPSET, input_names=names, output_names=["state"],
                               dynamic_axes={"input_ids": {0: "batch", 1: "tokens"},
                                             "attention_mask": {0: "batch", 1: "tokens"}, "state": {0: "batch"}})
-        quantize_scoring_graph(fp32_path, int8_path)
+        quantize_linear_layers(fp32_path, int8_path)
         session = ort.InferenceSession(str(int8_path), providers=["CPUExecutionProvider"])
         states = []
         for start in range(0, len(signals), batch_size):  # the export check's batches: int8 scales are per batch
