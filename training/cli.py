@@ -84,8 +84,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="ship the outlier-aware int8 scoring graph (~1.6x faster on CPU; refused unless its "
                              f"Spearman vs PyTorch >= {MIN_INT8_SPEARMAN})")
     export.add_argument("--quantize-generator", action="store_true",
-                        help="ship the generator with 8-bit weights (~1.3x faster per decoding step on CPU; its texts "
-                             "differ from PyTorch's, and the manifest records how many the checker verifies)")
+                        help="ship the generator with 8-bit weights (~1.3x per decoding step on CPU, less per batch; its "
+                             "texts differ from PyTorch's, and the manifest records how many the checker verifies)")
     export.add_argument("--triton", metavar="URL", type=http_url,
                         help="a running Triton's HTTP address (e.g. http://127.0.0.1:8000): load the new version")
     export.set_defaults(run=_export)

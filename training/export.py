@@ -303,8 +303,8 @@ def export_model(checkpoint: Path, repository: Path, model_name: str = "trail", 
     ``keep_versions`` are removed. ``quantize``: the scoring graph that ships is the outlier-aware int8 one
     (:mod:`training.quantize`, ~1.6x faster on CPU), published only if its scores rank the verification items
     like PyTorch's (Spearman >= ``min_int8_spearman``). ``quantize_generator``: the generator that ships has 8-bit
-    weights (~1.3x faster per decoding step on this CPU), once the fp32 one has passed its check; its greedy texts
-    then differ from PyTorch's, and the manifest records how (:func:`_quantized_generator`). Raises
+    weights (~1.3x per decoding step on this CPU, ~1.05-1.3x per batch), once the fp32 one has passed its check;
+    its greedy texts then differ from PyTorch's, and the manifest records how (:func:`_quantized_generator`). Raises
     :class:`ExportRejected` (and publishes nothing) when a check fails.
 
     The version folder also carries the checkpoint itself (``checkpoint/``: adapter, heads, config, training
