@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import gzip
 import random
-import re
 import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from pathlib import Path

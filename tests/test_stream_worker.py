@@ -18,7 +18,7 @@ from trail.windows import WindowSpec
 from training.datasets import OnlineRetail
 
 from .conftest import DATASETS, KafkaEndpoint, run_trail
-from .streaming import Worker, comparable, read_windows, topic_env
+from .streaming import Worker, read_windows, topic_env
 
 pytestmark = [pytest.mark.kafka, pytest.mark.data, pytest.mark.slow]
 
