@@ -16,7 +16,7 @@ generator's weights in 8 bits (``--quantize-generator``), timed against the fp32
 Writes ``reports/bench_serve.json``. Threads: ``--threads`` for torch, ORT and Triton alike. ``--explain-only
 --version FOLDER``: only the explanation rows, on an exported version folder (no export, no Triton); with
 ``--baseline FOLDER`` (a version exported by an earlier release, or the fp32 export of the same checkpoint when
-FOLDER holds an int8 generator) its sequential and batched decoding are timed in the same run: the sequential time
+FOLDER holds an 8-bit generator) its sequential and batched decoding are timed in the same run: the sequential time
 is "today's sequential time" that batched decoding is compared with.
 """
 
@@ -139,15 +139,17 @@ def interleaved_ratio(runtime: TrailOnnx, prompts: Sequence[str], cues: Sequence
     the batched ones, moved the K = 10 ratio between 0.34 and 0.46. Sequential is ``baseline``'s (today's runner)
     when given, and then ``baseline``'s batched time is in each repeat too."""
     reference = baseline or runtime
+    runs: dict[str, Callable[[], object]] = {
+        "sequential": lambda: [reference.explain_batch([p], [c]) for p, c in zip(prompts, cues)],
+        "batched": lambda: runtime.explain_batch(prompts, cues)}
+    if baseline is not None:
+        runs["baseline_batched"] = lambda: baseline.explain_batch(prompts, cues)
     pairs: list[dict[str, float]] = []
     for _ in range(repeats):
         times: dict[str, float] = {}
-        for name, run in (("sequential", lambda: [reference.explain_batch([p], [c]) for p, c in zip(prompts, cues)]),
-                          ("batched", lambda: runtime.explain_batch(prompts, cues)),
-                          *((("baseline_batched", lambda: baseline.explain_batch(prompts, cues)),) if baseline else ())):
-            for kept in (runtime, baseline):
-                if kept is not None:
-                    kept.forget_prefills()
+        for name, run in runs.items():
+            runtime.forget_prefills()
+            reference.forget_prefills()
             t0 = time.perf_counter()
             run()
             times[f"{name}_s"] = round(time.perf_counter() - t0, 3)
@@ -202,23 +204,15 @@ def timed(run: Callable[[Sequence], np.ndarray], signals: Sequence, batch: int, 
             "p95_ms": round(1000 * float(np.percentile(latencies, 95)), 1), "requests": len(latencies)}
 
 
-def variant_folder(version: Path, target: Path) -> Path:
-    """A copy of the exported version whose scoring graph is the int8 one (manifest sizes updated)."""
+def variant_folder(version: Path, target: Path, graph: str = SCORE_FILE,
+                   quantize: Callable[[Path, Path], object] = quantize_linear_layers) -> Path:
+    """A copy of the exported version whose ``graph`` is replaced by ``quantize``'s version of it (manifest sizes
+    updated): by default the int8 scoring graph; ``GENERATOR_FILE`` with :func:`quantize_generator_weights`, the
+    8-bit generator of ``trail export --quantize-generator``."""
     shutil.copytree(version, target)
-    kept = quantize_linear_layers(version / SCORE_FILE, target / SCORE_FILE)
+    quantize(version / graph, target / graph)
     manifest = json.loads((target / MANIFEST_FILE).read_text())
-    manifest["files"][SCORE_FILE] = (target / SCORE_FILE).stat().st_size
-    manifest["score_precision"] = f"int8 dynamic, per-channel; fp32 kept for {len(kept)} MatMuls (down_proj, head)"
-    (target / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-    return target
-
-
-def generator_8bit_folder(version: Path, target: Path) -> Path:
-    """A copy of the exported version whose generator has 8-bit weights, as ``trail export --quantize-generator``."""
-    shutil.copytree(version, target)
-    quantize_generator_weights(version / GENERATOR_FILE, target / GENERATOR_FILE)
-    manifest = json.loads((target / MANIFEST_FILE).read_text())
-    manifest["files"][GENERATOR_FILE] = (target / GENERATOR_FILE).stat().st_size
+    manifest["files"][graph] = (target / graph).stat().st_size
     (target / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     return target
 
@@ -311,7 +305,8 @@ def main() -> int:
                        "identical_texts": sum(a == b for a, b in zip(torch_texts, onnx_texts))}
         explanation["onnx_decoding"] = explanation_speed(fp32_runtime, signals)
         # the same decoding with the 8-bit generator, against the fp32 one's sequential and batched time (baseline)
-        gen8_folder = generator_8bit_folder(exported.folder, work / "gen8" / "trail" / "1")
+        gen8_folder = variant_folder(exported.folder, work / "gen8" / "trail" / "1", GENERATOR_FILE,
+                                     quantize_generator_weights)
         generator_8bit = TrailOnnx(gen8_folder, threads=args.threads)
         explanation["onnx_decoding_8bit_generator"] = explanation_speed(generator_8bit, signals, baseline=fp32_runtime)
     finally:
