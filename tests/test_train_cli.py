@@ -37,6 +37,14 @@ def test_train_then_export_a_tiny_model(tmp_path: Path) -> None:
     metadata = json.loads((out / "training_metadata.json").read_text())
     assert metadata["steps_completed"] == 2 and metadata["window"] == "1h" and len(metadata["events_sha256"]) == 64
     assert metadata["command"].startswith("trail train csv")
+    # a warm start trains on from that checkpoint's weights and config: the --backbone default (smollm2) is not used
+    warm = run_trail("train", "csv", "--path", str(data), "--map", "item_id=sku,ts=time,user_id=customer,"
+                     "title=name,category=cat", "--window", "1h", "--init-from", str(out), "--seed", "1", "--steps", "1",
+                     "--batch-size", "4", "--per-window", "8", "--out", str(tmp_path / "warm"), "--threads", "1")
+    assert warm.returncode == 0, warm.stderr.decode()[-2000:]
+    continued = json.loads((tmp_path / "warm" / "training_metadata.json").read_text())
+    assert continued["initialised_from"] == str(out) and continued["steps_completed"] == 1
+    assert continued["model_config"]["backbone"] == "tiny" and continued["train_config"]["seed"] == 1
     refit = run_trail("refit-head", str(out), "csv", "--path", str(data), "--map", "item_id=sku,ts=time,user_id=customer,"
                       "title=name,category=cat", "--epochs", "2", "--threads", "1", "--schedule", "cosine",
                       "--states-cache", str(tmp_path / "states"))
@@ -62,6 +70,7 @@ def test_bad_training_and_export_arguments_get_one_line(tmp_path: Path) -> None:
         (["train", "online-retail", "--steps", "0"], b"expected a positive integer, got '0'"),
         (["train", "online-retail", "--lora-targets", ","], b"--lora-targets needs at least one module name"),
         (["export", str(tmp_path)], b"is not a TRAIL checkpoint"),
+        (["train", "online-retail", "--init-from", str(tmp_path)], b"is not a TRAIL checkpoint"),
         (["refit-head", str(tmp_path), "online-retail"], b"is not a TRAIL checkpoint"),
         (["refit-head", "models/online-retail", "online-retail", "--epochs", "0"], b"expected a positive integer"),
         (["refit-head", "models/online-retail", "online-retail", "--min-int8-spearman", "2"],

@@ -66,6 +66,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--max-minutes", type=float, help="stop and save when the time budget is spent")
     train.add_argument("--checkpoint-every", type=positive_int, default=50)
     train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    train.add_argument("--init-from", type=_checkpoint, metavar="CHECKPOINT",
+                       help="warm start: train on from this checkpoint's weights and config (a shipped model), with a "
+                            "fresh optimiser and schedule; give another --seed to draw other training batches")
     train.add_argument("--no-contrastive", action="store_true", help="ablation: no InfoNCE and no likelihood margin")
     train.add_argument("--no-explanation-loss", action="store_true", help="ablation: no language-modelling loss")
     train.add_argument("--listwise", type=float, metavar="WEIGHT",
@@ -312,7 +315,8 @@ def _train(args: argparse.Namespace) -> int:
         "git_commit": commit, "torch": torch.__version__, "threads": torch.get_num_threads(),
     }
     out = args.out or Path(".trail-data/runs") / args.dataset
-    _, summary = train(model_config, config, split.train, out, metadata, resume=args.resume)
+    _, summary = train(model_config, config, split.train, out, metadata, resume=args.resume,
+                       init_from=args.init_from)
     print(f"saved {out} after {summary['steps_completed']} steps ({summary['seconds_this_run']:.0f} s, "
           f"{summary['examples_per_second']} examples/s); losses {summary['final_losses']}")
     return 0

@@ -26,7 +26,7 @@ from trail.signals import TrendSignals
 from trail.windows import WindowSpec
 
 from .generator_graph import keep_last_logits, share_kv_heads
-from .model import ScoreHead, TrailModel
+from .model import ScoreHead, TrailConfig, TrailModel
 from .quantize import GENERATOR_WEIGHT_BLOCK, MIN_INT8_SPEARMAN
 
 if TYPE_CHECKING:
@@ -255,31 +255,28 @@ def _quantized_scores(model: TrailModel, score_graph: Path, signals: Sequence[Tr
     return check
 
 
-def _quantized_generator(model: TrailModel, staging: Path, fp32: TrailOnnx,
-                         signals: Sequence[TrendSignals]) -> GeneratorCheck:
+def _quantized_generator(config: TrailConfig, staging: Path, fp32: TrailOnnx, manifest: dict,
+                         signals: Sequence[TrendSignals], predicted: np.ndarray) -> GeneratorCheck:
     """Replace the generator in ``staging`` by its 8-bit-weight version
-    (:func:`training.quantize.quantize_generator_weights`), and compare their greedy texts.
+    (:func:`training.quantize.quantize_generator_weights`), and compare their greedy texts on ``signals`` (forecasts
+    ``predicted``).
 
     No threshold refuses it, unlike the int8 scoring graph: the worker publishes a model text only when the checker
     verifies every claim in it, so a weaker generator costs composer fallbacks (counted per source on ``/metrics``),
     never a wrong claim. The check is recorded in the manifest for the operator who chose it."""
-    from serving.trail_onnx import GENERATOR_FILE, MANIFEST_FILE, TrailOnnx
+    from serving.trail_onnx import GENERATOR_FILE, TrailOnnx
     from trail.explain import check as check_text
     from trail.explain import Forecast
 
     from .quantize import quantize_generator_weights
 
-    predicted = np.expm1(model.predict_log_counts(signals)).clip(0)
-    prompts = [model.config.render_prompt(s) for s in signals]
-    cues = [model.config.explanation_cue(s, p) for s, p in zip(signals, predicted)]
+    prompts = [config.render_prompt(s) for s in signals]
+    cues = [config.explanation_cue(s, p) for s, p in zip(signals, predicted)]
     before = fp32.explain_batch(prompts, cues)
     quantized = staging / "generator.8bit.onnx"
     quantize_generator_weights(staging / GENERATOR_FILE, quantized)
     quantized.replace(staging / GENERATOR_FILE)
-    manifest_path = staging / MANIFEST_FILE
-    manifest = json.loads(manifest_path.read_text())
-    manifest["files"][GENERATOR_FILE] = (staging / GENERATOR_FILE).stat().st_size
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    _write_manifest(staging, manifest)  # the new generator's size: a version folder loads only when they agree
     after = TrailOnnx(staging).explain_batch(prompts, cues)
 
     def verified(texts: Sequence[str]) -> int:
@@ -287,6 +284,14 @@ def _quantized_generator(model: TrailModel, staging: Path, fp32: TrailOnnx,
                    for text, s, p in zip(texts, signals, predicted))
 
     return GeneratorCheck(len(signals), sum(a == b for a, b in zip(before, after)), verified(after), verified(before))
+
+
+def _write_manifest(folder: Path, manifest: dict) -> None:
+    """``manifest.json`` of a version folder being built, its ``files`` sizes taken from the folder as it is now."""
+    from serving.trail_onnx import MANIFEST_FILE
+
+    manifest["files"] = {p.name: p.stat().st_size for p in folder.iterdir() if p.is_file() and p.name != MANIFEST_FILE}
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 CHECKPOINT_FOLDER = "checkpoint"  # <version>/checkpoint/: the PyTorch checkpoint a version was exported from
@@ -316,7 +321,7 @@ def export_model(checkpoint: Path, repository: Path, model_name: str = "trail", 
     import time
     from datetime import datetime, timezone
 
-    from serving.trail_onnx import GENERATOR_FILE, MANIFEST_FILE, SCORE_FILE, TOKENIZER_FILE, TrailOnnx
+    from serving.trail_onnx import GENERATOR_FILE, SCORE_FILE, TOKENIZER_FILE, TrailOnnx
     from serving.triton_repository import RETIRED_FOLDER, next_version
     from serving.triton_trail import backend_files, trail_model_config
     started = time.monotonic()
@@ -341,7 +346,6 @@ def export_model(checkpoint: Path, repository: Path, model_name: str = "trail", 
         copy_checkpoint(checkpoint, staging / CHECKPOINT_FOLDER)
         metadata_path = checkpoint / "training_metadata.json"
         training = json.loads(metadata_path.read_text()) if metadata_path.exists() else {}
-        files = {p.name: p.stat().st_size for p in staging.iterdir() if p.is_file()}
         manifest = {
             "model": model_name, "source_checkpoint": str(checkpoint.resolve()),
             "backbone": model.config.backbone, "events_sha256": training.get("events_sha256"),
@@ -357,14 +361,15 @@ def export_model(checkpoint: Path, repository: Path, model_name: str = "trail", 
             "score_precision": "int8 (outlier-aware dynamic)" if int8 else "fp32",
             "generator_precision": (f"8-bit weights (MatMulNBits, blocks of {GENERATOR_WEIGHT_BLOCK})"
                                     if quantize_generator else "fp32"),
-            "files": files,
             **(manifest_extra or {}),
         }
-        (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        _write_manifest(staging, manifest)  # the runtime below loads only a folder whose manifest matches its files
         runtime = TrailOnnx(staging)
-        sample = signals[:verify_texts]
-        predicted = np.expm1(model.predict_log_counts(sample)).clip(0)
-        reference = model.explain(sample, predicted)
+        # the forecasts the texts are conditioned on: the verified texts' and the 8-bit generator's items (a prefix)
+        checked = signals[:max(verify_texts, GENERATOR_CHECK_ITEMS if quantize_generator else 0)]
+        predicted = np.expm1(model.predict_log_counts(checked)).clip(0)
+        sample = checked[:verify_texts]
+        reference = model.explain(sample, predicted[:verify_texts])
         exported = [runtime.explain(model.config.render_prompt(s), model.config.explanation_cue(s, p))
                     for s, p in zip(sample, predicted)]
         texts = TextCheck(len(sample), sum(a == b for a, b in zip(reference, exported)))
@@ -373,15 +378,14 @@ def export_model(checkpoint: Path, repository: Path, model_name: str = "trail", 
         if int8 is not None:
             manifest["verification"]["int8"] = {"spearman": int8.spearman, "max_abs_score_diff": int8.max_abs_diff,
                                                 "min_spearman": min_int8_spearman}
-        (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
         if not texts.passed:
             raise ExportRejected(f"greedy explanations differ: {texts.identical}/{texts.items} identical")
         generator_8bit = None
         if quantize_generator:
-            generator_8bit = _quantized_generator(model, staging, runtime, signals[:GENERATOR_CHECK_ITEMS])
-            manifest = json.loads((staging / MANIFEST_FILE).read_text())
+            generator_8bit = _quantized_generator(model.config, staging, runtime, manifest,
+                                                  checked[:GENERATOR_CHECK_ITEMS], predicted[:GENERATOR_CHECK_ITEMS])
             manifest["verification"]["generator_8bit"] = generator_8bit.to_dict()
-            (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        _write_manifest(staging, manifest)
         config_text = trail_model_config(model_name)
         config = model_dir / "config.pbtxt"
         if not config.exists() or config.read_text() != config_text:
