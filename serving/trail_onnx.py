@@ -168,18 +168,17 @@ class TrailOnnx:
         self.drafts_kept = 0
         fed = mask.copy()  # 1 where a fed position holds a real token (not padding)
         decoders = [RowDecoder.for_item(d, self.number_constraint, p, c) for d, p, c in zip(decodings, prompts, cues)]
-        past: dict[str, object] = {}  # the cache fed to the next step: ORT values the last step returned (_step)
+        past = self._empty_past(n)
         generated: list[list[int]] = [[] for _ in rows]
         active = np.arange(n)  # rows still writing; a finished row leaves the batch (and its cache)
         prefill = True  # the first step reads only the prompt's last position; later ones every fed position
         while True:
             if prefill:
                 outputs = self._prefill(rows, width)
-                logits = outputs[GENERATOR_LOGITS]
             else:
-                outputs = self._step(input_ids, mask, positions, past)
-                logits = outputs[GENERATOR_LOGITS].numpy()
-            step = input_ids.shape[1]
+                feeds = {**dict(zip(GENERATOR_INPUTS, (input_ids, mask, positions))), **past}
+                outputs = dict(zip(self._generator_outputs, self.generator.run(self._generator_outputs, feeds)))
+            logits, step = outputs[GENERATOR_LOGITS], input_ids.shape[1]
             # a generator exported by this code returns logits for the last GENERATOR_LOGIT_POSITIONS positions
             # only (an older one for all): position p of this step's input is logits[:, p - offset]
             offset = step - logits.shape[1]
@@ -218,7 +217,7 @@ class TrailOnnx:
                     for layer in self._layers for kind in KV_KINDS}
             if not going.all():  # finished rows leave the batch (indexing copies every cache: only then)
                 active, mask = active[going], mask[going]
-                past = {name: _as_array(cache)[going] for name, cache in past.items()}
+                past = {name: cache[going] for name, cache in past.items()}
             chunk = 1 + max(len(d) for d in drafts)
             input_ids = np.full((len(active), chunk), self.pad_id, dtype=np.int64)
             fed = np.zeros((len(active), chunk), dtype=np.int64)
@@ -229,22 +228,6 @@ class TrailOnnx:
             mask = np.concatenate([mask, fed], axis=1)
         self.last_token_ids = generated
         return [self.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in generated]
-
-    def _step(self, input_ids: np.ndarray, mask: np.ndarray, positions: np.ndarray,
-              past: dict[str, object]) -> dict[str, object]:
-        """One generator call of a decoding step, its outputs as ORT values.
-
-        ``InferenceSession.run`` copies every output into a new numpy array: at batch 10 and ~250 positions the
-        caches the step returns are ~110 MB, copied once more on every step only to be fed straight back.
-        ``run_with_ort_values`` hands them over as they are; only the logits are read here (``.numpy()``), and a
-        cache is copied only when finished rows leave the batch. Numpy inputs (the prefill's caches) are wrapped, not
-        copied."""
-        from onnxruntime import OrtValue
-
-        inputs = {**dict(zip(GENERATOR_INPUTS, (input_ids, mask, positions))), **past}
-        feeds = {name: value if isinstance(value, OrtValue) else
-                 OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value)) for name, value in inputs.items()}
-        return dict(zip(self._generator_outputs, self.generator.run_with_ort_values(self._generator_outputs, feeds)))
 
     def _prefill(self, rows: Sequence[Sequence[int]], width: int) -> dict[str, np.ndarray]:
         """What one generator call on the left-padded batch of ``rows`` returns — each row's last-position logits
@@ -298,8 +281,3 @@ class TrailOnnx:
                 heads, head_dim = spec.shape[1], spec.shape[3]
                 past[past_input(layer, kind)] = np.zeros((batch, heads, 0, head_dim), dtype=np.float32)
         return past
-
-
-def _as_array(value: object) -> np.ndarray:
-    """A cache as numpy: an ORT value a step returned is copied out, an array (the prefill's) is itself."""
-    return value if isinstance(value, np.ndarray) else value.numpy()
