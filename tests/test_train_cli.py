@@ -76,7 +76,16 @@ def test_bad_training_and_export_arguments_get_one_line(tmp_path: Path) -> None:
         (["refit-head", "models/online-retail", "online-retail", "--min-int8-spearman", "2"],
          b"expected a number from 0 to 1, got '2'"),
         (["evaluate", "online-retail", "--ablation", "nope"], b"argument --ablation: expects NAME=CHECKPOINT, got 'nope'"),
+        (["evaluate", "online-retail", "--ablation", "trail=models/online-retail"], b"names the main checkpoint"),
     ):
         done = run_trail(*args)
         assert done.returncode != 0 and message in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1 and b"Traceback" not in done.stderr
+
+
+def test_an_ablation_is_reported_as_trail_something_never_as_a_baseline() -> None:
+    from training.cli import _named_checkpoint
+
+    # "shipped" alone was taken for a baseline: the report called it the best baseline on MAE
+    assert _named_checkpoint("shipped=models/online-retail") == ("trail_shipped", Path("models/online-retail"))
+    assert _named_checkpoint("trail_60-steps=models/online-retail")[0] == "trail_60-steps"

@@ -11,7 +11,7 @@ from trail_cli.arguments import (http_url, non_negative_float, positive_float, p
                                  unit_fraction)
 from trail.errors import ConfigError
 
-from .checkpoint_files import require_checkpoint
+from .checkpoint_files import ABLATION_PREFIX, TRAIL_METHOD, require_checkpoint
 from .quantize import MIN_INT8_SPEARMAN
 
 __all__ = ["register"]
@@ -209,10 +209,15 @@ def _checkpoint(value: str) -> Path:
 
 
 def _named_checkpoint(value: str) -> tuple[str, Path]:
+    """An ablation, named ``trail_NAME`` in the report (``trail_`` is not doubled): a name without the prefix was
+    taken for a baseline, and a checkpoint could become the 'best baseline' TRAIL was measured against."""
     name, _, folder = value.partition("=")
     if not name or not folder:
         raise argparse.ArgumentTypeError(f"expects NAME=CHECKPOINT, got {value!r}")
-    return name, _checkpoint(folder)
+    if name == TRAIL_METHOD:
+        raise argparse.ArgumentTypeError(f"{TRAIL_METHOD!r} names the main checkpoint (--trail): give the ablation "
+                                         "another name")
+    return name if name.startswith(ABLATION_PREFIX) else f"{ABLATION_PREFIX}{name}", _checkpoint(folder)
 
 
 def _command_line() -> str:

@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from .baselines import Forecaster
+from .checkpoint_files import ABLATION_PREFIX, TRAIL_METHOD
 from .examples import Example, Split
 from .metrics import average, window_metrics
 
@@ -95,12 +96,12 @@ def significance_section(results: Sequence[MethodResult], metric: str = "ndcg@20
     from .bootstrap import PairedInterval, paired_bootstrap
 
     lower_is_better = metric.startswith(("mae", "rmse"))
-    baselines = sorted((r for r in results if not r.name.startswith("trail") and r.name != "random"),
+    baselines = sorted((r for r in results if not r.name.startswith(TRAIL_METHOD) and r.name != "random"),
                        key=lambda r: r.metrics[metric] if lower_is_better else -r.metrics[metric])
     if not baselines:
         return []
     best = baselines[0]
-    challengers = [r for r in results if r.name.startswith("trail")] or baselines[1:2]
+    challengers = [r for r in results if r.name.startswith(TRAIL_METHOD)] or baselines[1:2]
     if not challengers:
         return []
     windows = sorted(best.per_window)
@@ -121,8 +122,8 @@ def significance_section(results: Sequence[MethodResult], metric: str = "ndcg@20
         lines.append(f"| {result.name} | {value.mean_a:.4f} [{value.low_a:.4f}, {value.high_a:.4f}] | "
                      f"{value.mean_b:.4f} [{value.low_b:.4f}, {value.high_b:.4f}] | {value.difference:+.4f} "
                      f"[{value.difference_low:+.4f}, {value.difference_high:+.4f}] | {verdict} |")
-    reference = next((r for r in results if r.name == "trail"), None)
-    ablations = [r for r in results if r.name.startswith("trail_")]
+    reference = next((r for r in results if r.name == TRAIL_METHOD), None)
+    ablations = [r for r in results if r.name.startswith(ABLATION_PREFIX)]
     if reference is not None and ablations:
         lines += ["", "TRAIL against each ablation, paired the same way (what the part an ablation lacks adds):", "",
                   "| ablation | trail − ablation [95% CI] | verdict |", "| --- | --- | --- |"]

@@ -23,7 +23,7 @@ from trail.explain import Forecast, compose
 from trail.windows import WindowSpec
 
 from .baselines import EMA, GradientBoosting, HoltWinters, LinearTrend, Markov, MostPop, RandomForecaster
-from .checkpoint_files import CONFIG_FILE
+from .checkpoint_files import ABLATION_PREFIX, CONFIG_FILE, TRAIL_METHOD
 from .datasets import open_dataset
 from .evaluate import MethodResult, evaluate, metrics_table, restrict, significance_section, write_report
 from .examples import Example, Split, build_examples, temporal_split
@@ -46,7 +46,7 @@ def _trail_checkpoints(args: argparse.Namespace) -> list[tuple[str, Path]]:
     default = Path("models") / args.dataset
     main = args.trail or (default if (default / CONFIG_FILE).exists() else None)
     if main is not None:
-        found.append(("trail", Path(main)))
+        found.append((TRAIL_METHOD, Path(main)))
     return found + list(args.ablation)  # (name, folder) pairs, parsed by the CLI
 
 
@@ -57,8 +57,9 @@ def _no_llm_heads(checkpoint: Path, candidates: int) -> list[FeatureHead]:
     if recipe is None:
         return []
     config, steps = recipe
-    return [FeatureHead(candidates=candidates, steps=steps, train_config=config, label="trail_no-llm"),
-            FeatureHead(candidates=candidates, steps=10 * steps, train_config=config, label="trail_no-llm_10x")]
+    return [FeatureHead(candidates=candidates, steps=steps, train_config=config, label=f"{ABLATION_PREFIX}no-llm"),
+            FeatureHead(candidates=candidates, steps=10 * steps, train_config=config,
+                        label=f"{ABLATION_PREFIX}no-llm_10x")]
 
 
 def _speed_note(forecaster: TrailForecaster) -> str:
@@ -109,7 +110,7 @@ def _explanation_section(results: Sequence[ExplanationResult], zero_shot_note: s
         lines.append(f"| {result.name} | " + " | ".join(
             f"{row[c]:.0f}" if c == "ms_per_explanation" else f"{row[c]:.4f}" for c in columns) + " |")
     lines += ["", "Examples (TRAIL):", ""]
-    trail = next((r for r in results if r.name == "trail"), results[0])
+    trail = next((r for r in results if r.name == TRAIL_METHOD), results[0])
     for sample in trail.samples[:6]:
         lines.append(f"- **{sample['title']}** (history {sample['history']}, predicted {sample['predicted']}, "
                      f"true {sample['true']:.0f}; {sample['verified']}/{sample['claims']} claims verified): "
@@ -185,11 +186,11 @@ def run_evaluation(args: argparse.Namespace, default_windows: dict[str, str]) ->
                      *metrics_table(compared, ZERO_SHOT_COLUMNS, speed=False), ""]
 
     explanation_results: list[ExplanationResult] = []
-    trail_result = next((r for r in results if r.name == "trail"), None)
+    trail_result = next((r for r in results if r.name == TRAIL_METHOD), None)
     if trail_result is not None and args.explain_per_window > 0:
         sample = _explanation_sample(split, trail_result, args.explain_per_window, args.seed, args.candidates)
         items = [ExplainedItem(e.signals, predicted, e.label) for e, predicted in sample]
-        trail = next(t for t in trails if t.name == "trail")
+        trail = next(t for t in trails if t.name == TRAIL_METHOD)
         _log(f"explaining {len(items)} test items with TRAIL...")
         explanation_results.append(evaluate_explanations("trail", trail.explain, items))
         _log(f"explaining {len(items)} test items as the worker publishes them (candidates, checker, composer)...")
@@ -217,7 +218,7 @@ def run_evaluation(args: argparse.Namespace, default_windows: dict[str, str]) ->
     if trail_result is not None:
         from .report_plots import plot_predicted_vs_true
 
-        best = max((r for r in results if not r.name.startswith("trail") and r.name != "random"),
+        best = max((r for r in results if not r.name.startswith(TRAIL_METHOD) and r.name != "random"),
                    key=lambda r: r.metrics["ndcg@20"])
         plot_predicted_vs_true([best, trail_result], split.test, out / "predicted_vs_true.png")
         sections += ["![predicted vs true](predicted_vs_true.png)", ""]
