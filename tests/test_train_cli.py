@@ -39,12 +39,13 @@ def test_train_then_export_a_tiny_model(tmp_path: Path) -> None:
     assert metadata["command"].startswith("trail train csv")
     # a warm start trains on from that checkpoint's weights and config: the --backbone default (smollm2) is not used
     warm = run_trail("train", "csv", "--path", str(data), "--map", "item_id=sku,ts=time,user_id=customer,"
-                     "title=name,category=cat", "--window", "1h", "--init-from", str(out), "--seed", "1", "--steps", "1",
+                     "title=name,category=cat", "--init-from", str(out), "--seed", "1", "--steps", "1",
                      "--batch-size", "4", "--per-window", "8", "--out", str(tmp_path / "warm"), "--threads", "1")
     assert warm.returncode == 0, warm.stderr.decode()[-2000:]
     continued = json.loads((tmp_path / "warm" / "training_metadata.json").read_text())
     assert continued["initialised_from"] == str(out) and continued["steps_completed"] == 1
     assert continued["model_config"]["backbone"] == "tiny" and continued["train_config"]["seed"] == 1
+    assert continued["window"] == "1h"  # the checkpoint's windows, not the csv default
     refit = run_trail("refit-head", str(out), "csv", "--path", str(data), "--map", "item_id=sku,ts=time,user_id=customer,"
                       "title=name,category=cat", "--epochs", "2", "--threads", "1", "--schedule", "cosine",
                       "--states-cache", str(tmp_path / "states"))
@@ -77,6 +78,10 @@ def test_bad_training_and_export_arguments_get_one_line(tmp_path: Path) -> None:
          b"expected a number from 0 to 1, got '2'"),
         (["evaluate", "online-retail", "--ablation", "nope"], b"argument --ablation: expects NAME=CHECKPOINT, got 'nope'"),
         (["evaluate", "online-retail", "--ablation", "trail=models/online-retail"], b"names the main checkpoint"),
+        (["evaluate", "online-retail", "--ablation", "x=models/online-retail", "--ablation",
+          "trail_x=models/online-retail"], b"two checkpoints would be reported under one name"),
+        (["train", "online-retail", "--init-from", "models/stackexchange"],
+         b"models/stackexchange was trained on stackexchange, not online-retail"),
     ):
         done = run_trail(*args)
         assert done.returncode != 0 and message in done.stderr, done.stderr

@@ -214,7 +214,7 @@ def _named_checkpoint(value: str) -> tuple[str, Path]:
     name, _, folder = value.partition("=")
     if not name or not folder:
         raise argparse.ArgumentTypeError(f"expects NAME=CHECKPOINT, got {value!r}")
-    if name == TRAIL_METHOD:
+    if name in (TRAIL_METHOD, ABLATION_PREFIX):
         raise argparse.ArgumentTypeError(f"{TRAIL_METHOD!r} names the main checkpoint (--trail): give the ablation "
                                          "another name")
     return name if name.startswith(ABLATION_PREFIX) else f"{ABLATION_PREFIX}{name}", _checkpoint(folder)
@@ -238,8 +238,6 @@ def _split(args: argparse.Namespace, window: str):
 
 
 def _refit_head(args: argparse.Namespace) -> int:
-    import json
-
     import torch
 
     from .feature_head import FeatureHead
@@ -249,10 +247,7 @@ def _refit_head(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    metadata_path = args.checkpoint / "training_metadata.json"
-    metadata = json.loads(metadata_path.read_text()) if metadata_path.exists() else {}
-    if metadata.get("dataset_key", args.dataset) != args.dataset:
-        raise ConfigError(f"{args.checkpoint} was trained on {metadata['dataset_key']}, not {args.dataset}")
+    metadata = _metadata_for(args.checkpoint, args.dataset)
     recipe = FeatureHead.recipe_of(args.checkpoint)
     config = HeadRefitConfig(epochs=args.epochs, max_train_examples=args.max_train_examples,
                              validation_every=args.validation_every, learning_rate=args.learning_rate,
@@ -281,6 +276,18 @@ def _refit_head(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metadata_for(checkpoint: Path, dataset: str) -> dict:
+    """``checkpoint``'s training metadata ({} when it has none); :class:`ConfigError` when it was trained on another
+    dataset than the one a command is about to continue it on."""
+    import json
+
+    path = checkpoint / "training_metadata.json"
+    metadata = json.loads(path.read_text()) if path.exists() else {}
+    if metadata.get("dataset_key", dataset) != dataset:
+        raise ConfigError(f"{checkpoint} was trained on {metadata['dataset_key']}, not {dataset}")
+    return metadata
+
+
 def _train(args: argparse.Namespace) -> int:
     import datetime
     import subprocess
@@ -296,7 +303,9 @@ def _train(args: argparse.Namespace) -> int:
         raise ConfigError("--lora-targets needs at least one module name")
     if args.threads:
         torch.set_num_threads(args.threads)
-    window = args.window or DEFAULT_WINDOWS.get(args.dataset, "7d")
+    # a warm start goes on in its checkpoint's windows unless told otherwise
+    started_from = _metadata_for(args.init_from, args.dataset) if args.init_from else {}
+    window = args.window or started_from.get("window") or DEFAULT_WINDOWS.get(args.dataset, "7d")
     dataset, split, digest = _split(args, window)
     weights = LossWeights() if args.listwise is None else LossWeights(listwise=args.listwise)
     if args.no_contrastive:

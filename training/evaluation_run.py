@@ -19,6 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
+from trail.errors import ConfigError
 from trail.explain import Forecast, compose
 from trail.windows import WindowSpec
 
@@ -47,7 +48,11 @@ def _trail_checkpoints(args: argparse.Namespace) -> list[tuple[str, Path]]:
     main = args.trail or (default if (default / CONFIG_FILE).exists() else None)
     if main is not None:
         found.append((TRAIL_METHOD, Path(main)))
-    return found + list(args.ablation)  # (name, folder) pairs, parsed by the CLI
+    found += args.ablation  # (name, folder) pairs, parsed by the CLI
+    names = [name for name, _ in found]
+    if len(set(names)) < len(names):
+        raise ConfigError(f"two checkpoints would be reported under one name: {', '.join(names)}")
+    return found
 
 
 def _no_llm_heads(checkpoint: Path, candidates: int) -> list[FeatureHead]:
@@ -192,7 +197,7 @@ def run_evaluation(args: argparse.Namespace, default_windows: dict[str, str]) ->
         items = [ExplainedItem(e.signals, predicted, e.label) for e, predicted in sample]
         trail = next(t for t in trails if t.name == TRAIL_METHOD)
         _log(f"explaining {len(items)} test items with TRAIL...")
-        explanation_results.append(evaluate_explanations("trail", trail.explain, items))
+        explanation_results.append(evaluate_explanations(TRAIL_METHOD, trail.explain, items))
         _log(f"explaining {len(items)} test items as the worker publishes them (candidates, checker, composer)...")
         sources: Counter = Counter()
         explanation_results.append(evaluate_explanations("trail_published", published_explainer(trail.model, sources),

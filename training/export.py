@@ -351,7 +351,8 @@ def export_model(checkpoint: Path, repository: Path, model_name: str = "trail", 
             "backbone": model.config.backbone, "events_sha256": training.get("events_sha256"),
             "dataset": training.get("dataset"), "window": training.get("window"),
             "training": {k: training.get(k) for k in ("steps_completed", "examples_seen", "final_losses",
-                                                       "created_at", "command", "git_commit", "head_refit")},
+                                                       "created_at", "command", "git_commit", "head_refit",
+                                                       "initialised_from")},
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "limits": TokenLimits(max_prompt_tokens=model.config.max_prompt_tokens,
                                   max_cue_tokens=model.config.max_cue_tokens,
@@ -371,7 +372,7 @@ def export_model(checkpoint: Path, repository: Path, model_name: str = "trail", 
         sample = checked[:verify_texts]
         reference = model.explain(sample, predicted[:verify_texts])
         exported = [runtime.explain(model.config.render_prompt(s), model.config.explanation_cue(s, p))
-                    for s, p in zip(sample, predicted)]
+                    for s, p in zip(sample, predicted[:verify_texts])]
         texts = TextCheck(len(sample), sum(a == b for a, b in zip(reference, exported)))
         manifest["verification"] = {"max_abs_score_diff": scores.max_abs_diff, "spearman": scores.spearman,
                                     "tolerance": tolerance, "identical_greedy_texts": f"{texts.identical}/{texts.items}"}
