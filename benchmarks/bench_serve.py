@@ -41,7 +41,8 @@ import torch  # noqa: E402
 
 from localstack import LocalTriton, free_port  # noqa: E402
 from serving.onnx_backend import score_inputs  # noqa: E402
-from serving.trail_onnx import GENERATOR_FILE, MANIFEST_FILE, SCORE_FILE, TrailOnnx  # noqa: E402
+from serving.trail_onnx import (GENERATOR_FILE, SCORE_FILE, TrailOnnx, check_version_folder,  # noqa: E402
+                                write_manifest)
 from serving.triton_backend import TritonBackend  # noqa: E402
 from trail.decoding import Decoding  # noqa: E402
 from trail.prompt import explanation_cue, render_prompt  # noqa: E402
@@ -211,9 +212,7 @@ def variant_folder(version: Path, target: Path, graph: str = SCORE_FILE,
     8-bit generator of ``trail export --quantize-generator``."""
     shutil.copytree(version, target)
     quantize(version / graph, target / graph)
-    manifest = json.loads((target / MANIFEST_FILE).read_text())
-    manifest["files"][graph] = (target / graph).stat().st_size
-    (target / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    write_manifest(target, check_version_folder(version))
     return target
 
 
@@ -241,9 +240,7 @@ def main() -> int:
             every = Path(scratch) / "trail" / "1"
             shutil.copytree(args.version, every)
             if restore_every_logit(every / GENERATOR_FILE):  # a version exported with the logit cut
-                manifest = json.loads((every / MANIFEST_FILE).read_text())
-                manifest["files"][GENERATOR_FILE] = (every / GENERATOR_FILE).stat().st_size
-                (every / MANIFEST_FILE).write_text(json.dumps(manifest))
+                write_manifest(every, check_version_folder(args.version))
                 speed["logit_cut"] = logit_cut_speed(runtime, TrailOnnx(every, threads=args.threads), signals)
         out = args.out.with_name("bench_explain.json")
         out.write_text(json.dumps({"version": str(args.version), "threads": args.threads, **speed,

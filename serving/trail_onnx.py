@@ -33,7 +33,8 @@ except ImportError:
                                         SCORE_OUTPUT, TokenLimits, check_prompt_format, past_input,
                                         present_output)
 
-__all__ = ["SCORE_FILE", "GENERATOR_FILE", "TOKENIZER_FILE", "MANIFEST_FILE", "TrailOnnx", "VersionError"]
+__all__ = ["SCORE_FILE", "GENERATOR_FILE", "TOKENIZER_FILE", "MANIFEST_FILE", "TrailOnnx", "VersionError", "check_version_folder",
+           "write_manifest"]
 
 SCORE_FILE = "score.onnx"
 GENERATOR_FILE = "generator.onnx"
@@ -60,6 +61,14 @@ def check_version_folder(folder: Path) -> dict:
         if actual != size:
             raise VersionError(f"version folder {folder}: {name} is {actual} bytes, the manifest says {size}")
     return manifest
+
+
+def write_manifest(folder: Path, manifest: dict) -> None:
+    """Write ``manifest`` as ``folder``'s manifest, its ``files`` sizes taken from the folder as it is now: the sizes
+    :func:`check_version_folder` compares, so a folder whose files change (a graph quantised, a generator replaced)
+    is written again through here."""
+    manifest["files"] = {p.name: p.stat().st_size for p in folder.iterdir() if p.is_file() and p.name != MANIFEST_FILE}
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 # Rows of the last explain_batch whose prefill is kept for the next (~10 MB each for SmolLM2-135M at ~200 tokens):

@@ -5,6 +5,7 @@ nothing but the score head moves."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,8 +15,9 @@ import torch
 
 from trail.errors import ConfigError
 from training.examples import temporal_split
-from training.head_refit import HeadRefitConfig, prompt_states, refit_score_head, save_refit
+from training.head_refit import HeadRefitConfig, _training_pool, prompt_states, refit_score_head, save_refit
 from training.model import TrailModel, head_inputs
+from training.train import candidate_pool
 
 from .test_model import TINY, _examples
 
@@ -47,6 +49,14 @@ def test_the_kept_epoch_is_the_best_on_validation_and_the_checkpoint_scores_it(s
                                model.predict_log_counts([e.signals for e in validation]), rtol=0, atol=1e-5)
     recorded = json.loads((tmp_path / "training_metadata.json").read_text())
     assert recorded["dataset_key"] == "csv" and recorded["head_refit"]["chosen_epoch"] == result.chosen_epoch
+
+
+def test_per_window_zero_trains_on_every_candidate_in_the_datas_own_mix(split) -> None:
+    every = HeadRefitConfig(candidates=10, per_window=0, max_train_examples=None)
+    assert _training_pool(split.train, every) == candidate_pool(split.train, 10)
+    balanced = _training_pool(split.train, replace(every, per_window=4))
+    per_window = Counter(e.window_index for e in balanced)
+    assert max(per_window.values()) == 4 and len(balanced) < len(_training_pool(split.train, every))
 
 
 def test_prompt_states_are_the_hidden_state_the_score_head_reads(split) -> None:

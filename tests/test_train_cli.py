@@ -48,14 +48,14 @@ def test_train_then_export_a_tiny_model(tmp_path: Path) -> None:
     assert continued["window"] == "1h"  # the checkpoint's windows, not the csv default
     refit = run_trail("refit-head", str(out), "csv", "--path", str(data), "--map", "item_id=sku,ts=time,user_id=customer,"
                       "title=name,category=cat", "--epochs", "2", "--threads", "1", "--schedule", "cosine",
-                      "--states-cache", str(tmp_path / "states"))
+                      "--per-window", "0", "--states-cache", str(tmp_path / "states"))
     assert refit.returncode == 0, refit.stderr.decode()[-2000:]
     # training pool, validation candidates, and the int8 guard's fp32 and int8 states of the verification items
     assert len(list((tmp_path / "states").glob("*.safetensors"))) == 4
     assert b"epoch" in refit.stdout and b"kept, validation NDCG@20" in refit.stdout
     refit_record = json.loads((out / "training_metadata.json").read_text())["head_refit"]
     assert len(refit_record["validation_ndcg20"]) == 3 and refit_record["command"].startswith("trail refit-head")
-    assert refit_record["config"]["schedule"] == "cosine"
+    assert refit_record["config"]["schedule"] == "cosine" and refit_record["config"]["per_window"] == 0
     kept_int8 = refit_record["int8_spearman"][refit_record["chosen_epoch"]]  # the export's int8 check, per epoch
     assert len(refit_record["int8_spearman"]) == 3 and (refit_record["chosen_epoch"] == 0 or kept_int8 >= MIN_INT8_SPEARMAN)
     exported = run_trail("export", str(out), "--repository", str(tmp_path / "repo"), "--model-name", "tiny")
@@ -76,6 +76,8 @@ def test_bad_training_and_export_arguments_get_one_line(tmp_path: Path) -> None:
         (["refit-head", "models/online-retail", "online-retail", "--epochs", "0"], b"expected a positive integer"),
         (["refit-head", "models/online-retail", "online-retail", "--min-int8-spearman", "2"],
          b"expected a number from 0 to 1, got '2'"),
+        (["refit-head", "models/online-retail", "online-retail", "--per-window", "-1"],
+         b"expected an integer >= 0, got '-1'"),
         (["evaluate", "online-retail", "--ablation", "nope"], b"argument --ablation: expects NAME=CHECKPOINT, got 'nope'"),
         (["evaluate", "online-retail", "--ablation", "trail=models/online-retail"], b"names the main checkpoint"),
         (["evaluate", "online-retail", "--ablation", "x=models/online-retail", "--ablation",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["http_url", "non_negative_float", "positive_float", "positive_int", "timestamp_ms"]
+__all__ = ["http_url", "non_negative_float", "non_negative_int", "positive_float", "positive_int", "timestamp_ms",
+           "unit_fraction"]
 
 
 def positive_int(text: str) -> int:
@@ -14,6 +15,16 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
     return value
 
 

@@ -7,8 +7,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from trail_cli.arguments import (http_url, non_negative_float, positive_float, positive_int, timestamp_ms,
-                                 unit_fraction)
+from trail_cli.arguments import (http_url, non_negative_float, non_negative_int, positive_float, positive_int,
+                                 timestamp_ms, unit_fraction)
 from trail.errors import ConfigError
 
 from .checkpoint_files import ABLATION_PREFIX, TRAIL_METHOD, require_checkpoint
@@ -115,6 +115,9 @@ def _register_refit_head(commands: argparse._SubParsersAction) -> None:
     refit.add_argument("--epochs", type=positive_int, default=defaults.epochs)
     refit.add_argument("--max-train-examples", type=positive_int, default=defaults.max_train_examples,
                        help="cap on the training pool's forward passes (whole windows dropped evenly)")
+    refit.add_argument("--per-window", type=non_negative_int,
+                       help="training examples per window, balanced rise/fall/level (default: the checkpoint's "
+                            "fine-tune's); 0: every candidate, in the data's own mix, as the validation windows are")
     refit.add_argument("--validation-every", type=positive_int, default=defaults.validation_every,
                        help="use every n-th validation window (counted from the newest)")
     refit.add_argument("--learning-rate", type=positive_float, default=defaults.learning_rate)
@@ -238,6 +241,8 @@ def _split(args: argparse.Namespace, window: str):
 
 
 def _refit_head(args: argparse.Namespace) -> int:
+    import dataclasses
+
     import torch
 
     from .feature_head import FeatureHead
@@ -254,6 +259,8 @@ def _refit_head(args: argparse.Namespace) -> int:
                              schedule=args.schedule, hidden_noise=args.hidden_noise, confident_gain=args.confident_gain,
                              **({"weights": recipe[0].weights, "candidates": recipe[0].candidates,
                                  "per_window": recipe[0].per_window, "seed": recipe[0].seed} if recipe else {}))
+    if args.per_window is not None:
+        config = dataclasses.replace(config, per_window=args.per_window)
     window = args.window or metadata.get("window") or DEFAULT_WINDOWS.get(args.dataset, "7d")
     _, split, digest = _split(args, window)
     if metadata.get("events_sha256") not in (None, digest):

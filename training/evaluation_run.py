@@ -200,9 +200,9 @@ def run_evaluation(args: argparse.Namespace, default_windows: dict[str, str]) ->
         explanation_results.append(evaluate_explanations(TRAIL_METHOD, trail.explain, items))
         _log(f"explaining {len(items)} test items as the worker publishes them (candidates, checker, composer)...")
         sources: Counter = Counter()
-        explanation_results.append(evaluate_explanations("trail_published", published_explainer(trail.model, sources),
+        explanation_results.append(evaluate_explanations(f"{ABLATION_PREFIX}published", published_explainer(trail.model, sources),
                                                          items))
-        explanation_results[-1].name = (f"trail_published ({sources['model']} model, {sources['model-constrained']} "
+        explanation_results[-1].name = (f"{ABLATION_PREFIX}published ({sources['model']} model, {sources['model-constrained']} "
                                         f"constrained, {sources['composer-fallback']} composer)")
         explanation_results.append(evaluate_explanations(
             "composer", lambda signals, counts: [compose(s, Forecast(c)) for s, c in zip(signals, counts)], items))

@@ -264,7 +264,7 @@ def _quantized_generator(config: TrailConfig, staging: Path, fp32: TrailOnnx, ma
     No threshold refuses it, unlike the int8 scoring graph: the worker publishes a model text only when the checker
     verifies every claim in it, so a weaker generator costs composer fallbacks (counted per source on ``/metrics``),
     never a wrong claim. The check is recorded in the manifest for the operator who chose it."""
-    from serving.trail_onnx import GENERATOR_FILE, TrailOnnx
+    from serving.trail_onnx import GENERATOR_FILE, TrailOnnx, write_manifest
     from trail.explain import check as check_text
     from trail.explain import Forecast
 
@@ -276,7 +276,7 @@ def _quantized_generator(config: TrailConfig, staging: Path, fp32: TrailOnnx, ma
     quantized = staging / "generator.8bit.onnx"
     quantize_generator_weights(staging / GENERATOR_FILE, quantized)
     quantized.replace(staging / GENERATOR_FILE)
-    _write_manifest(staging, manifest)  # the new generator's size: a version folder loads only when they agree
+    write_manifest(staging, manifest)  # the new generator's size: a version folder loads only when they agree
     after = TrailOnnx(staging).explain_batch(prompts, cues)
 
     def verified(texts: Sequence[str]) -> int:
@@ -284,14 +284,6 @@ def _quantized_generator(config: TrailConfig, staging: Path, fp32: TrailOnnx, ma
                    for text, s, p in zip(texts, signals, predicted))
 
     return GeneratorCheck(len(signals), sum(a == b for a, b in zip(before, after)), verified(after), verified(before))
-
-
-def _write_manifest(folder: Path, manifest: dict) -> None:
-    """``manifest.json`` of a version folder being built, its ``files`` sizes taken from the folder as it is now."""
-    from serving.trail_onnx import MANIFEST_FILE
-
-    manifest["files"] = {p.name: p.stat().st_size for p in folder.iterdir() if p.is_file() and p.name != MANIFEST_FILE}
-    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 CHECKPOINT_FOLDER = "checkpoint"  # <version>/checkpoint/: the PyTorch checkpoint a version was exported from
@@ -321,7 +313,7 @@ def export_model(checkpoint: Path, repository: Path, model_name: str = "trail", 
     import time
     from datetime import datetime, timezone
 
-    from serving.trail_onnx import GENERATOR_FILE, SCORE_FILE, TOKENIZER_FILE, TrailOnnx
+    from serving.trail_onnx import GENERATOR_FILE, SCORE_FILE, TOKENIZER_FILE, TrailOnnx, write_manifest
     from serving.triton_repository import RETIRED_FOLDER, next_version
     from serving.triton_trail import backend_files, trail_model_config
     started = time.monotonic()
@@ -364,7 +356,7 @@ def export_model(checkpoint: Path, repository: Path, model_name: str = "trail", 
                                     if quantize_generator else "fp32"),
             **(manifest_extra or {}),
         }
-        _write_manifest(staging, manifest)  # the runtime below loads only a folder whose manifest matches its files
+        write_manifest(staging, manifest)  # the runtime below loads only a folder whose manifest matches its files
         runtime = TrailOnnx(staging)
         # the forecasts the texts are conditioned on: the verified texts' and the 8-bit generator's items (a prefix)
         checked = signals[:max(verify_texts, GENERATOR_CHECK_ITEMS if quantize_generator else 0)]
@@ -386,7 +378,7 @@ def export_model(checkpoint: Path, repository: Path, model_name: str = "trail", 
             generator_8bit = _quantized_generator(model.config, staging, runtime, manifest,
                                                   checked[:GENERATOR_CHECK_ITEMS], predicted[:GENERATOR_CHECK_ITEMS])
             manifest["verification"]["generator_8bit"] = generator_8bit.to_dict()
-        _write_manifest(staging, manifest)
+        write_manifest(staging, manifest)
         config_text = trail_model_config(model_name)
         config = model_dir / "config.pbtxt"
         if not config.exists() or config.read_text() != config_text:

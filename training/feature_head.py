@@ -26,6 +26,7 @@ from trail.features import FEATURE_NAMES
 from trail.signals import TrendSignals
 
 from .baselines import FloatArray, TrainingPairs
+from .checkpoint_files import ABLATION_PREFIX
 from .examples import Example, subsample
 from .llm_forecasters import _CandidateScorer
 from .losses import LossWeights, score_terms
@@ -54,7 +55,7 @@ class FeatureHead(_CandidateScorer):
     steps: int = TrainConfig.steps
     train_config: TrainConfig = field(default_factory=TrainConfig)
     width: int = TrailConfig.head_hidden
-    label: str = "trail_no-llm"
+    label: str = f"{ABLATION_PREFIX}no-llm"
     steps_trained: int = field(default=0, init=False)
 
     @property

@@ -102,7 +102,9 @@ def _thin_windows(examples: Sequence[Example], keep_every: int) -> list[Example]
 
 
 def _training_pool(train: Sequence[Example], config: HeadRefitConfig) -> list[Example]:
-    pool = subsample(candidate_pool(train, config.candidates), config.per_window, seed=config.seed)
+    pool = candidate_pool(train, config.candidates)
+    if config.per_window:
+        pool = subsample(pool, config.per_window, seed=config.seed)
     if config.max_train_examples is not None and len(pool) > config.max_train_examples:
         keep_every = -(-len(pool) // config.max_train_examples)  # ceil: whole windows, spread over the span
         pool = _thin_windows(pool, keep_every)

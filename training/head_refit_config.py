@@ -19,7 +19,9 @@ class HeadRefitConfig:
     learning_rate: float = 1e-3
     weight_decay: float = 0.01
     candidates: int = 200  # per window, by pre-rank: what the worker scores
-    per_window: int = 96  # training examples per window, balanced rise/fall/level as the fine-tune's pool
+    # training examples per window, balanced rise/fall/level as the fine-tune's pool; 0: every candidate, in the
+    # data's own mix (the balanced pool over-weights movers, which biases the regression the head learns)
+    per_window: int = 96
     # The two caps bound the forward passes (~1 item/s on a slow 2-core CPU): what the shipped refits used.
     max_train_examples: int | None = 1200  # whole training windows kept evenly over the span, the newest first
     validation_every: int = 2  # validation windows kept: every n-th, counted from the newest

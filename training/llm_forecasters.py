@@ -30,6 +30,7 @@ from trail.signals import TrendSignals
 from trail.tracker import prerank_order
 
 from .baselines import EMA, FloatArray, Forecaster, TrainingPairs
+from .checkpoint_files import TRAIL_METHOD
 
 __all__ = ["TrailForecaster", "ZeroShotLLM", "candidate_positions"]
 
@@ -79,7 +80,7 @@ _PROMPT_STATES: dict[tuple[str, str], torch.Tensor] = {}
 @dataclass
 class TrailForecaster(_CandidateScorer):
     checkpoint: Path = Path("models/online-retail")
-    label: str = "trail"
+    label: str = TRAIL_METHOD
     batch_size: int = 16
     states_reused: int = field(default=0, init=False)  # candidates whose prompt state another checkpoint computed
 
