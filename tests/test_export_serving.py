@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from localstack import LocalTriton
-from serving.trail_onnx import GENERATOR_FILE, TrailOnnx, VersionError
+from serving.trail_onnx import GENERATOR_FILE, TrailOnnx, VersionError, check_version_folder, write_manifest
 from trail.decoding import CANDIDATE_DECODINGS, Decoding, fact_numbers
 from trail.errors import TrailError
 from trail.features import model_features
@@ -122,9 +122,7 @@ def _with_every_logit(version: Path, target: Path) -> Path:
     """A copy of ``version`` whose generator projects every position onto the vocabulary, as older exports did."""
     shutil.copytree(version, target)
     assert restore_every_logit(target / GENERATOR_FILE)
-    manifest = json.loads((target / "manifest.json").read_text())
-    manifest["files"][GENERATOR_FILE] = (target / GENERATOR_FILE).stat().st_size
-    (target / "manifest.json").write_text(json.dumps(manifest))
+    write_manifest(target, check_version_folder(version))
     return target
 
 

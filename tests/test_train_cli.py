@@ -48,14 +48,15 @@ def test_train_then_export_a_tiny_model(tmp_path: Path) -> None:
     assert continued["window"] == "1h"  # the checkpoint's windows, not the csv default
     refit = run_trail("refit-head", str(out), "csv", "--path", str(data), "--map", "item_id=sku,ts=time,user_id=customer,"
                       "title=name,category=cat", "--epochs", "2", "--threads", "1", "--schedule", "cosine",
-                      "--per-window", "0", "--states-cache", str(tmp_path / "states"))
+                      "--states-cache", str(tmp_path / "states"))
     assert refit.returncode == 0, refit.stderr.decode()[-2000:]
     # training pool, validation candidates, and the int8 guard's fp32 and int8 states of the verification items
     assert len(list((tmp_path / "states").glob("*.safetensors"))) == 4
     assert b"epoch" in refit.stdout and b"kept, validation NDCG@20" in refit.stdout
     refit_record = json.loads((out / "training_metadata.json").read_text())["head_refit"]
     assert len(refit_record["validation_ndcg20"]) == 3 and refit_record["command"].startswith("trail refit-head")
-    assert refit_record["config"]["schedule"] == "cosine" and refit_record["config"]["per_window"] == 0
+    assert refit_record["config"]["schedule"] == "cosine"
+    assert refit_record["config"]["per_window"] == 8  # the fine-tune's balanced pool, unless --per-window says
     kept_int8 = refit_record["int8_spearman"][refit_record["chosen_epoch"]]  # the export's int8 check, per epoch
     assert len(refit_record["int8_spearman"]) == 3 and (refit_record["chosen_epoch"] == 0 or kept_int8 >= MIN_INT8_SPEARMAN)
     exported = run_trail("export", str(out), "--repository", str(tmp_path / "repo"), "--model-name", "tiny")
@@ -64,6 +65,12 @@ def test_train_then_export_a_tiny_model(tmp_path: Path) -> None:
     manifest = json.loads((tmp_path / "repo" / "tiny" / "1" / "manifest.json").read_text())
     assert manifest["events_sha256"] == metadata["events_sha256"]
     assert manifest["training"]["head_refit"]["chosen_epoch"] == refit_record["chosen_epoch"]
+    every = run_trail("refit-head", str(tmp_path / "warm"), "csv", "--path", str(data), "--map",
+                      "item_id=sku,ts=time,user_id=customer,title=name,category=cat", "--epochs", "1", "--threads", "1",
+                      "--per-window", "0", "--states-cache", "")
+    assert every.returncode == 0, every.stderr.decode()[-2000:]
+    every_record = json.loads((tmp_path / "warm" / "training_metadata.json").read_text())["head_refit"]
+    assert every_record["config"]["per_window"] == 0 and every_record["train_examples"] > 0
 
 
 def test_bad_training_and_export_arguments_get_one_line(tmp_path: Path) -> None:

@@ -62,7 +62,7 @@ def _no_llm_heads(checkpoint: Path, candidates: int) -> list[FeatureHead]:
     if recipe is None:
         return []
     config, steps = recipe
-    return [FeatureHead(candidates=candidates, steps=steps, train_config=config, label=f"{ABLATION_PREFIX}no-llm"),
+    return [FeatureHead(candidates=candidates, steps=steps, train_config=config),  # its label: trail_no-llm
             FeatureHead(candidates=candidates, steps=10 * steps, train_config=config,
                         label=f"{ABLATION_PREFIX}no-llm_10x")]
 
@@ -79,9 +79,14 @@ def _refit_note(refit: dict | None) -> str:
         return ""
     chosen = refit["chosen_epoch"]
     return (f" Score head then refit on the frozen LLM's prompt states (`training/head_refit.py`): "
-            f"{refit['train_examples']} training examples, epoch {chosen} of {len(refit['validation_ndcg20']) - 1} "
+            f"{refit['train_examples']} training examples ({_refit_pool(refit)}), epoch {chosen} of {len(refit['validation_ndcg20']) - 1} "
             f"kept on {refit['validation_windows']} validation windows (their NDCG@20 over the candidates "
             f"{refit['validation_ndcg20'][0]:.4f} -> {refit['validation_ndcg20'][chosen]:.4f}).")
+
+
+def _refit_pool(refit: dict) -> str:
+    per_window = refit.get("config", {}).get("per_window")
+    return "every candidate of the kept windows" if per_window == 0 else f"{per_window} a window, balanced"
 
 
 def _explanation_sample(split: Split, trail: MethodResult, per_window: int, seed: int,
@@ -200,9 +205,9 @@ def run_evaluation(args: argparse.Namespace, default_windows: dict[str, str]) ->
         explanation_results.append(evaluate_explanations(TRAIL_METHOD, trail.explain, items))
         _log(f"explaining {len(items)} test items as the worker publishes them (candidates, checker, composer)...")
         sources: Counter = Counter()
-        explanation_results.append(evaluate_explanations(f"{ABLATION_PREFIX}published", published_explainer(trail.model, sources),
+        explanation_results.append(evaluate_explanations(f"{TRAIL_METHOD}_published", published_explainer(trail.model, sources),
                                                          items))
-        explanation_results[-1].name = (f"{ABLATION_PREFIX}published ({sources['model']} model, {sources['model-constrained']} "
+        explanation_results[-1].name = (f"{TRAIL_METHOD}_published ({sources['model']} model, {sources['model-constrained']} "
                                         f"constrained, {sources['composer-fallback']} composer)")
         explanation_results.append(evaluate_explanations(
             "composer", lambda signals, counts: [compose(s, Forecast(c)) for s, c in zip(signals, counts)], items))
