@@ -3,60 +3,45 @@
 from __future__ import annotations
 
 import argparse
+from typing import Callable, TypeVar
 
 __all__ = ["http_url", "non_negative_float", "non_negative_int", "positive_float", "positive_int", "timestamp_ms",
            "unit_fraction"]
 
 
-def positive_int(text: str) -> int:
+Number = TypeVar("Number", int, float)
+
+
+def _number(text: str, parse: Callable[[str], Number], accept: Callable[[Number], bool], wording: str) -> Number:
+    """``parse(text)`` if it parses and ``accept`` holds for it; else one argparse error naming ``wording``."""
     try:
-        value = int(text)
+        value = parse(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {wording}, got {text!r}") from None
+    if not accept(value):
+        raise argparse.ArgumentTypeError(f"expected {wording}, got {text!r}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _number(text, int, lambda value: value > 0, "a positive integer")
 
 
 def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+    return _number(text, int, lambda value: value >= 0, "an integer >= 0")
 
 
 def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+    return _number(text, float, lambda value: 0 < value < float("inf"), "a positive number")
 
 
 def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
+    return _number(text, float, lambda value: 0 <= value < float("inf"), "a number >= 0")
 
 
 def unit_fraction(text: str) -> float:
     """A number in [0, 1] (a share, a correlation bar)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
-    return value
+    return _number(text, float, lambda value: 0 <= value <= 1, "a number from 0 to 1")
 
 
 def timestamp_ms(text: str) -> int:
