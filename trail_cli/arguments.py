@@ -9,10 +9,10 @@ __all__ = ["http_url", "non_negative_float", "non_negative_int", "positive_float
            "unit_fraction"]
 
 
-Number = TypeVar("Number", int, float)
+_Number = TypeVar("_Number", int, float)
 
 
-def _number(text: str, parse: Callable[[str], Number], accept: Callable[[Number], bool], wording: str) -> Number:
+def _number(text: str, parse: Callable[[str], _Number], accept: Callable[[_Number], bool], wording: str) -> _Number:
     """``parse(text)`` if it parses and ``accept`` holds for it; else one argparse error naming ``wording``."""
     try:
         value = parse(text)
