@@ -134,6 +134,9 @@ def _register_refit_head(commands: argparse._SubParsersAction) -> None:
     refit.add_argument("--confident-gain", action="store_true",
                        help="keep a refit epoch only if its validation NDCG@20 gain over the head as it came is above "
                             "zero at the paired bootstrap's 95%% (over validation windows); else keep the head as it came")
+    refit.add_argument("--max-mae", type=non_negative_float,
+                       help="keep only epochs whose validation MAE (log1p counts) is at most this, e.g. the best "
+                            "baseline's: a better rank bought with a worse forecast is not kept (default: any)")
     refit.add_argument("--threads", type=positive_int, help="torch CPU threads (default: all cores)")
     refit.set_defaults(run=_refit_head)
 
@@ -257,6 +260,7 @@ def _refit_head(args: argparse.Namespace) -> int:
     config = HeadRefitConfig(epochs=args.epochs, max_train_examples=args.max_train_examples,
                              validation_every=args.validation_every, learning_rate=args.learning_rate,
                              schedule=args.schedule, hidden_noise=args.hidden_noise, confident_gain=args.confident_gain,
+                             max_mae=args.max_mae,
                              **({"weights": recipe[0].weights, "candidates": recipe[0].candidates,
                                  "per_window": recipe[0].per_window, "seed": recipe[0].seed} if recipe else {}))
     if args.per_window is not None:

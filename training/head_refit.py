@@ -139,7 +139,8 @@ def refit_score_head(model: TrailModel, train: Sequence[Example], validation: Se
     """Refit ``model.score_head`` in place; it ends as the epoch with the best validation NDCG@20.
 
     ``states_cache`` / ``llm_key``: where prompt states are kept between refits (see :func:`prompt_states`).
-    ``guard``: only epochs that pass it can be kept (epoch 0, the head as it came, is the fallback either way).
+    ``guard``: only epochs that pass it can be kept, and only those within ``config.max_mae`` (epoch 0, the head as
+    it came, is the fallback either way).
     """
     if config.schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, not {config.schedule!r}")
@@ -195,7 +196,8 @@ def refit_score_head(model: TrailModel, train: Sequence[Example], validation: Se
         history_mae.append(mae)
         if guard:
             history_int8.append(guard.spearman(head))
-        shippable = guard is None or history_int8[-1] >= guard.min_spearman
+        shippable = ((guard is None or history_int8[-1] >= guard.min_spearman)
+                     and (config.max_mae is None or mae <= config.max_mae))
         if shippable and ndcg > history_ndcg[best_epoch]:
             best_epoch, best_state = epoch, {k: v.clone() for k, v in head.state_dict().items()}
         log(f"epoch {epoch}: validation NDCG@20 {ndcg:.4f}, MAE {mae:.4f}{_int8_note(history_int8)}")

@@ -32,5 +32,8 @@ class HeadRefitConfig:
     # default refit uses, it called the shipped refit's gain confident (+0.026 [+0.015, +0.042]), and that head then
     # ranked worse on the test weeks. Four windows make too narrow an interval; it is worth a default with many more.
     confident_gain: bool = False
+    # keep only epochs whose validation MAE (log1p counts) is at most this: a head that ranks better by regressing
+    # worse than the best baseline is not a better forecast (None: any MAE). The head as it came stays the fallback.
+    max_mae: float | None = None
     seed: int = 0
     weights: LossWeights = field(default_factory=LossWeights)
