@@ -164,18 +164,11 @@ def test_with_an_int8_guard_only_epochs_that_pass_it_can_be_kept(split) -> None:
     noisy = states + 0.5 * states.std() * torch.randn(states.shape, generator=torch.Generator().manual_seed(1))
     lenient = Int8Guard(states, noisy, *head_inputs(signals), min_spearman=-1.0)  # every epoch passes
 
-    def scrambled() -> TrailModel:  # a head that ranks badly, so that later epochs beat epoch 0
-        model = TrailModel.create(TINY)
-        with torch.no_grad():
-            model.score_head.mlp[2].weight.copy_(torch.randn(model.score_head.mlp[2].weight.shape,
-                                                             generator=torch.Generator().manual_seed(2)))
-        return model
-
-    free = refit_score_head(scrambled(), split.train, split.validation, config, log=lambda _: None, guard=lenient)
+    free = refit_score_head(_scrambled(), split.train, split.validation, config, log=lambda _: None, guard=lenient)
     assert free.int8_spearman is not None and len(free.int8_spearman) == config.epochs + 1
     assert free.chosen_epoch > 0 and len(set(free.int8_spearman)) > 1
     bar = free.int8_spearman[free.chosen_epoch] + 1e-6  # the unguarded choice now fails
-    strict = refit_score_head(scrambled(), split.train, split.validation, config, log=lambda _: None,
+    strict = refit_score_head(_scrambled(), split.train, split.validation, config, log=lambda _: None,
                               guard=replace(lenient, min_spearman=bar))
     assert strict.validation_ndcg20 == free.validation_ndcg20  # the guard changes the choice, never the training
     allowed = [0] + [e for e in range(1, config.epochs + 1) if free.int8_spearman[e] >= bar]
@@ -217,19 +210,21 @@ def test_with_confident_gain_a_refit_within_noise_keeps_the_head_as_it_came() ->
 def test_with_an_mae_ceiling_only_epochs_within_it_can_be_kept(split) -> None:
     config = HeadRefitConfig(epochs=6, batch_size=8, candidates=10, per_window=10, learning_rate=1e-2)
 
-    def scrambled() -> TrailModel:  # a head that ranks badly, so that later epochs beat epoch 0
-        model = TrailModel.create(TINY)
-        with torch.no_grad():
-            model.score_head.mlp[2].weight.copy_(torch.randn(model.score_head.mlp[2].weight.shape,
-                                                             generator=torch.Generator().manual_seed(2)))
-        return model
-
-    free = refit_score_head(scrambled(), split.train, split.validation, config, log=lambda _: None)
+    free = refit_score_head(_scrambled(), split.train, split.validation, config, log=lambda _: None)
     assert free.chosen_epoch > 0 and len(set(free.validation_mae_log1p)) > 1
     ceiling = free.validation_mae_log1p[free.chosen_epoch] - 5e-5  # the unbounded choice now fails (MAEs: 4 decimals)
-    bounded = refit_score_head(scrambled(), split.train, split.validation, replace(config, max_mae=ceiling),
+    bounded = refit_score_head(_scrambled(), split.train, split.validation, replace(config, max_mae=ceiling),
                                log=lambda _: None)
     assert bounded.validation_ndcg20 == free.validation_ndcg20  # the ceiling changes the choice, never the training
     allowed = [0] + [e for e in range(1, config.epochs + 1) if free.validation_mae_log1p[e] <= ceiling]
     assert bounded.chosen_epoch == max(allowed, key=lambda e: (free.validation_ndcg20[e], -e))
     assert bounded.chosen_epoch != free.chosen_epoch
+
+
+def _scrambled() -> TrailModel:
+    """A tiny model whose head ranks badly, so that later refit epochs beat epoch 0."""
+    model = TrailModel.create(TINY)
+    with torch.no_grad():
+        model.score_head.mlp[2].weight.copy_(torch.randn(model.score_head.mlp[2].weight.shape,
+                                                         generator=torch.Generator().manual_seed(2)))
+    return model
