@@ -136,7 +136,8 @@ def _register_refit_head(commands: argparse._SubParsersAction) -> None:
                             "zero at the paired bootstrap's 95%% (over validation windows); else keep the head as it came")
     refit.add_argument("--max-mae", type=non_negative_float,
                        help="keep only epochs whose validation MAE (log1p counts) is at most this, e.g. the best "
-                            "baseline's: a better rank bought with a worse forecast is not kept (default: any)")
+                            "baseline's: a better rank bought with a worse forecast is not kept; the head as it came stays the "
+                            "fallback (default: any MAE)")
     refit.add_argument("--threads", type=positive_int, help="torch CPU threads (default: all cores)")
     refit.set_defaults(run=_refit_head)
 
