@@ -23,13 +23,13 @@ import numpy as np
 try:  # a Triton version folder carries trail/decoding.py, errors.py, serving_contract.py as trail_*.py, next to this
     from trail_decoding import DRAFT_TOKENS, GREEDY, Decoding, NumberConstraint, RowDecoder, draft_from_source, next_token
     from trail_errors import TrailError
-    from trail_serving_contract import (GENERATOR_INPUTS, GENERATOR_LOGITS, KV_KINDS, SCORE_INPUTS,
+    from trail_serving_contract import (GENERATOR_INPUTS, GENERATOR_LOGITS, IN_PLACE_CACHE_INPUTS, KV_KINDS, SCORE_INPUTS,
                                         SCORE_OUTPUT, TokenLimits, check_prompt_format, past_input,
                                         present_output)
 except ImportError:
     from trail.decoding import DRAFT_TOKENS, GREEDY, Decoding, NumberConstraint, RowDecoder, draft_from_source, next_token
     from trail.errors import TrailError
-    from trail.serving_contract import (GENERATOR_INPUTS, GENERATOR_LOGITS, KV_KINDS, SCORE_INPUTS,
+    from trail.serving_contract import (GENERATOR_INPUTS, GENERATOR_LOGITS, IN_PLACE_CACHE_INPUTS, KV_KINDS, SCORE_INPUTS,
                                         SCORE_OUTPUT, TokenLimits, check_prompt_format, past_input,
                                         present_output)
 
@@ -105,6 +105,9 @@ class TrailOnnx:
         self._generator_outputs = [o.name for o in self.generator.get_outputs()]
         self._layers = [layer for layer in range(len(self._generator_inputs))
                         if past_input(layer, "key") in self._generator_inputs]
+        # a generator exported with GroupQueryAttention writes its cache in place (_InPlaceCache); an older one
+        # returns a new, concatenated cache at every step (_PaddedCache)
+        self.in_place_cache = IN_PLACE_CACHE_INPUTS[0] in self._generator_inputs
         self.number_constraint = NumberConstraint.from_vocab(self.tokenizer.get_vocab())
         self.drafts_kept = 0  # drafted tokens the last explain_batch kept
         # token ids of a row → its last-position logits and cache: the rows the last explain_batch prefilled (see
@@ -147,57 +150,41 @@ class TrailOnnx:
     def explain_batch(self, prompts: Sequence[str], cues: Sequence[str], decodings: Sequence[Decoding] | None = None,
                       max_new_tokens: int | None = None, draft_tokens: int = DRAFT_TOKENS,
                       draft_sources: Sequence[Sequence[int]] | None = None) -> list[str]:
-        """Explanations of several items decoded together with the key/value cache: rows left-padded (attention
-        mask and position ids skip the padding), one generator call per step for the whole batch. Each row's
-        next token is chosen by :func:`trail_decoding.next_token` with its own :class:`Decoding` (greedy gives
-        the same tokens as PyTorch's greedy ``generate``; constrained rows may only write the numbers of their
-        own prompt and cue).
+        """Explanations of several items decoded together with the key/value cache, one generator call per step for
+        the whole batch (each row prefilled alone first: :meth:`_prefill`). Each row's next token is chosen by
+        :func:`trail_decoding.next_token` with its own :class:`Decoding` (greedy gives the same tokens as PyTorch's
+        greedy ``generate``; constrained rows may only write the numbers of their own prompt and cue). How the rows'
+        caches are laid out is the generator's: written in place with a length per row (:class:`_InPlaceCache`), or
+        left-padded under an attention mask (:class:`_PaddedCache`, generators exported before).
 
         Prompt-lookup drafts (``draft_tokens`` > 0): each step also feeds, per row, up to ``draft_tokens`` tokens
         copied from its prompt and cue where the text so far continues them (:func:`draft_from_source`); the
         logits at every fed position are run through the row's decoder in order, and drafted tokens are kept
-        while they are what the decoder chooses. Rejected positions stay in the cache, masked out, so rows may
-        keep different numbers of tokens. The chosen tokens are exactly those of one-token steps. ``draft_sources``
-        (token ids per row) replaces the prompt and cue as what drafts are copied from; ``drafts_kept`` counts the
-        drafted tokens this call kept (each one a generator step saved)."""
+        while they are what the decoder chooses. Rejected positions leave the cache (:meth:`_PaddedCache.keep`), so
+        rows may keep different numbers of tokens. The chosen tokens are exactly those of one-token steps.
+        ``draft_sources`` (token ids per row) replaces the prompt and cue as what drafts are copied from;
+        ``drafts_kept`` counts the drafted tokens this call kept (each one a generator step saved)."""
         if not prompts:
             return []
         decodings = list(decodings) if decodings is not None else [GREEDY] * len(prompts)
         limit = max_new_tokens or self.limits.max_new_tokens
         rows = [self._ids(p, self.limits.max_prompt_tokens) + self._ids(c, self.limits.max_cue_tokens)
                 for p, c in zip(prompts, cues)]
-        n, width = len(rows), max(len(row) for row in rows)
-        input_ids = np.full((n, width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((n, width), dtype=np.int64)
-        for index, row in enumerate(rows):
-            input_ids[index, width - len(row):] = row
-            mask[index, width - len(row):] = 1
-        positions = np.clip(mask.cumsum(axis=1) - 1, 0, None)
         sources = [list(source) for source in draft_sources] if draft_sources is not None else rows
         self.drafts_kept = 0
-        fed = mask.copy()  # 1 where a fed position holds a real token (not padding)
         decoders = [RowDecoder.for_item(d, self.number_constraint, p, c) for d, p, c in zip(decodings, prompts, cues)]
-        past = self._empty_past(n)
+        prefilled = self._prefill(rows)
+        cache = (_InPlaceCache(self, prefilled, limit + draft_tokens + 1) if self.in_place_cache
+                 else _PaddedCache(self, prefilled))
+        logits = np.stack([logit for logit, _ in prefilled])  # the first step: each prompt's last position
+        input_ids, fed = np.zeros((len(rows), 1), dtype=np.int64), np.ones((len(rows), 1), dtype=np.int64)
         generated: list[list[int]] = [[] for _ in rows]
-        active = np.arange(n)  # rows still writing; a finished row leaves the batch (and its cache)
-        prefill = True  # the first step reads only the prompt's last position; later ones every fed position
+        active = np.arange(len(rows))  # rows still writing; a finished row leaves the batch (and its cache)
         while True:
-            if prefill:
-                outputs = self._prefill(rows, width)
-            else:
-                feeds = {**dict(zip(GENERATOR_INPUTS, (input_ids, mask, positions))), **past}
-                outputs = dict(zip(self._generator_outputs, self.generator.run(self._generator_outputs, feeds)))
-            logits, step = outputs[GENERATOR_LOGITS], input_ids.shape[1]
-            # a generator exported by this code returns logits for the last GENERATOR_LOGIT_POSITIONS positions
-            # only (an older one for all): position p of this step's input is logits[:, p - offset]
-            offset = step - logits.shape[1]
-            if offset and not prefill:
-                raise TrailError(f"the generator returns logits for {logits.shape[1]} positions, a step fed {step}: "
-                                 f"draft_tokens must be below {logits.shape[1]}")
             finished, last_tokens, drafts = [], [], []
+            offset = input_ids.shape[1] - logits.shape[1]  # logits of the last positions only: position p is p - offset
             for i, row in enumerate(active):
-                real = np.flatnonzero(fed[i])  # the row's fed positions: its last token, then its draft
-                for position in real[-1:] if prefill else real:
+                for position in np.flatnonzero(fed[i]):  # the row's fed positions: its last token, then its draft
                     token = next_token(decoders[row], logits[i, position - offset])
                     if token == self.eos_id:
                         finished.append(True)
@@ -206,10 +193,10 @@ class TrailOnnx:
                     if len(generated[row]) >= limit:
                         finished.append(True)
                         break
-                    drafted = input_ids[i, position + 1] if position + 1 < step and fed[i, position + 1] else None
+                    following = position + 1
+                    drafted = input_ids[i, following] if following < input_ids.shape[1] and fed[i, following] else None
                     if drafted != token:
-                        # positions after this one were drafted and rejected: out of the cache for good
-                        mask[i, mask.shape[1] - step + position + 1:] = 0
+                        cache.keep(i, following)  # positions after this one were drafted and rejected
                         finished.append(False)
                         break
                     self.drafts_kept += 1
@@ -219,28 +206,28 @@ class TrailOnnx:
                     last_tokens.append(generated[row][-1])
                     drafts.append(draft_from_source(sources[row], generated[row], min(draft_tokens,
                                                                                   limit - len(generated[row]) - 1)))
-            prefill, going = False, ~np.array(finished)
+            going = ~np.array(finished)
             if not going.any():
                 break
-            past = {past_input(layer, kind): outputs[present_output(layer, kind)]
-                    for layer in self._layers for kind in KV_KINDS}
             if not going.all():  # finished rows leave the batch (indexing copies every cache: only then)
-                active, mask = active[going], mask[going]
-                past = {name: cache[going] for name, cache in past.items()}
+                active = active[going]
+                cache.drop(going)
             chunk = 1 + max(len(d) for d in drafts)
             input_ids = np.full((len(active), chunk), self.pad_id, dtype=np.int64)
             fed = np.zeros((len(active), chunk), dtype=np.int64)
             for i, (last, draft) in enumerate(zip(last_tokens, drafts)):
                 input_ids[i, : 1 + len(draft)] = [last, *draft]
                 fed[i, : 1 + len(draft)] = 1
-            positions = mask.sum(axis=1, keepdims=True) + np.arange(chunk)[None, :]
-            mask = np.concatenate([mask, fed], axis=1)
+            logits = cache.step(input_ids, fed)
+            if logits.shape[1] < chunk:
+                raise TrailError(f"the generator returns logits for {logits.shape[1]} positions, a step fed {chunk}: "
+                                 f"draft_tokens must be below {logits.shape[1]}")
         self.last_token_ids = generated
         return [self.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in generated]
 
-    def _prefill(self, rows: Sequence[Sequence[int]], width: int) -> dict[str, np.ndarray]:
-        """What one generator call on the left-padded batch of ``rows`` returns — each row's last-position logits
-        and its cache, right-aligned in ``width`` positions — computed one row at a time, so no padding is run.
+    def _prefill(self, rows: Sequence[Sequence[int]]) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
+        """Per row, its last position's logits and its cache (``present`` name → [heads, positions, dim]), each row
+        run alone, so no padding is run.
 
         Prompts plus facts are ~160-240 tokens: padded to the longest, a batch of 10 runs ~20% more positions, and
         its attention grows with the square of the width. On 2 cores the same 10 rows took 3.1-3.3 s one by one and
@@ -250,37 +237,35 @@ class TrailOnnx:
         (:func:`serving.explanations.explain_verified`) explain the same unverified items again with another
         :class:`Decoding`: so the rows of the last call are kept (~10 MB each, at most :data:`PREFILLS_KEPT`) and a
         row met again is taken from there, bit for bit what running it again would give."""
-        n = len(rows)
-        logits: list[np.ndarray] = []
         names = [present_output(layer, kind) for layer in self._layers for kind in KV_KINDS]
-        caches: dict[str, list[np.ndarray]] = {name: [] for name in names}
         earlier, kept = self._prefilled if self.reuse_prefills else {}, {}
+        entries = []
         for row in rows:
             key = tuple(row)
             entry = kept.get(key) or earlier.get(key)
             if entry is None:
                 ids = np.asarray([row], dtype=np.int64)
-                feeds = {**dict(zip(GENERATOR_INPUTS, (ids, np.ones_like(ids), np.arange(len(row))[None, :]))),
-                         **self._empty_past(1)}
-                outputs = dict(zip(self._generator_outputs, self.generator.run(self._generator_outputs, feeds)))
+                outputs = dict(zip(self._generator_outputs,
+                                   self.generator.run(self._generator_outputs, self.prompt_feeds(ids))))
                 # a copy: a view would keep the generator's whole logits output alive
                 entry = (outputs[GENERATOR_LOGITS][0, -1:].copy(), {name: outputs[name][0] for name in names})
             else:
                 self.prefills_reused += 1
             if len(kept) < PREFILLS_KEPT:
                 kept[key] = entry
-            logits.append(entry[0])
-            for name in names:
-                caches[name].append(entry[1][name])
+            entries.append(entry)
         self._prefilled = kept
-        out = {GENERATOR_LOGITS: np.stack(logits)}
-        for name, cache in caches.items():
-            heads, _, head_dim = cache[0].shape
-            padded = np.zeros((n, heads, width, head_dim), dtype=cache[0].dtype)
-            for index, row_cache in enumerate(cache):
-                padded[index, :, width - row_cache.shape[1]:] = row_cache
-            out[name] = padded
-        return out
+        return entries
+
+    def prompt_feeds(self, input_ids: np.ndarray) -> dict[str, np.ndarray]:
+        """The generator's inputs for unpadded rows of equal length read from an empty cache, in whichever inputs the
+        generator declares (an in-place-cache generator reads lengths instead of a mask)."""
+        batch, width = input_ids.shape
+        everything = {GENERATOR_INPUTS[0]: input_ids, GENERATOR_INPUTS[1]: np.ones_like(input_ids),
+                      GENERATOR_INPUTS[2]: np.tile(np.arange(width, dtype=np.int64), (batch, 1)),
+                      IN_PLACE_CACHE_INPUTS[0]: np.full(batch, width - 1, dtype=np.int32),
+                      IN_PLACE_CACHE_INPUTS[1]: np.array(width, dtype=np.int32), **self._empty_past(batch)}
+        return {name: value for name, value in everything.items() if name in self._generator_inputs}
 
     def _empty_past(self, batch: int) -> dict[str, np.ndarray]:
         past = {}
@@ -290,3 +275,121 @@ class TrailOnnx:
                 heads, head_dim = spec.shape[1], spec.shape[3]
                 past[past_input(layer, kind)] = np.zeros((batch, heads, 0, head_dim), dtype=np.float32)
         return past
+
+
+class _PaddedCache:
+    """The cache of a generator exported before the in-place one (optimum's layout): rows left-padded to one width,
+    an attention mask over every position (padding and rejected drafts 0), position ids counted from the mask, and
+    a new cache returned by every step (the graph concatenates the old one with the new positions)."""
+
+    def __init__(self, runner: TrailOnnx, prefilled: Sequence[tuple[np.ndarray, dict[str, np.ndarray]]]) -> None:
+        self.runner = runner
+        widths = [next(iter(caches.values())).shape[1] for _, caches in prefilled]
+        width = max(widths)
+        self.mask = np.zeros((len(prefilled), width), dtype=np.int64)
+        for index, length in enumerate(widths):
+            self.mask[index, width - length:] = 1
+        self.past: dict[str, np.ndarray] = {}
+        for name in prefilled[0][1]:
+            heads, _, head_dim = prefilled[0][1][name].shape
+            padded = np.zeros((len(prefilled), heads, width, head_dim), dtype=prefilled[0][1][name].dtype)
+            for index, (_, caches) in enumerate(prefilled):
+                padded[index, :, width - caches[name].shape[1]:] = caches[name]
+            self.past[past_input(*_layer_and_kind(name))] = padded
+        self.chunk = 0
+
+    def step(self, input_ids: np.ndarray, fed: np.ndarray) -> np.ndarray:
+        runner, self.chunk = self.runner, input_ids.shape[1]
+        positions = self.mask.sum(axis=1, keepdims=True) + np.arange(self.chunk)[None, :]
+        self.mask = np.concatenate([self.mask, fed], axis=1)
+        feeds = {**dict(zip(GENERATOR_INPUTS, (input_ids, self.mask, positions))), **self.past}
+        outputs = dict(zip(runner._generator_outputs, runner.generator.run(runner._generator_outputs, feeds)))
+        self.past = {past_input(layer, kind): outputs[present_output(layer, kind)]
+                     for layer in runner._layers for kind in KV_KINDS}
+        return outputs[GENERATOR_LOGITS]
+
+    def keep(self, row: int, positions: int) -> None:
+        """Only the first ``positions`` of the last step's positions of ``row`` stay: the rest are masked out."""
+        if self.chunk:
+            self.mask[row, self.mask.shape[1] - self.chunk + positions:] = 0
+
+    def drop(self, going: np.ndarray) -> None:
+        self.mask = self.mask[going]
+        self.past = {name: cache[going] for name, cache in self.past.items()}
+
+
+class _InPlaceCache:
+    """The cache of a generator whose attention is ``GroupQueryAttention``: one buffer per layer and kind, [rows,
+    heads, capacity, dim], bound as both the past and the present, so a step writes only its new positions; each row
+    is its own length from position 0 (``seqlens_k``), so nothing is padded or masked. A rejected draft is dropped
+    by not counting it: the next step writes over it."""
+
+    def __init__(self, runner: TrailOnnx, prefilled: Sequence[tuple[np.ndarray, dict[str, np.ndarray]]],
+                 room: int) -> None:
+        import onnxruntime as ort
+
+        self.runner, self._ort = runner, ort
+        self.lengths = np.array([next(iter(caches.values())).shape[1] for _, caches in prefilled], dtype=np.int64)
+        capacity = int(self.lengths.max()) + room
+        self.buffers: dict[str, np.ndarray] = {}
+        for name in prefilled[0][1]:
+            heads, _, head_dim = prefilled[0][1][name].shape
+            buffer = np.zeros((len(prefilled), heads, capacity, head_dim), dtype=prefilled[0][1][name].dtype)
+            for index, (_, caches) in enumerate(prefilled):
+                buffer[index, :, : caches[name].shape[1]] = caches[name]
+            self.buffers[name] = buffer
+        self._bind_buffers()
+        self.before = self.lengths
+        self.chunk = 0  # positions fed by the last step (none yet: the prefill's are all the row's own)
+
+    def _bind_buffers(self) -> None:
+        # ORT reads and writes the numpy buffers themselves (no copy): they must stay alive as long as these do
+        self.values = {name: self._ort.OrtValue.ortvalue_from_numpy(buffer) for name, buffer in self.buffers.items()}
+
+    def step(self, input_ids: np.ndarray, fed: np.ndarray) -> np.ndarray:
+        chunk = input_ids.shape[1]
+        if chunk > 1 and len(input_ids) > 1:
+            # ORT's GroupQueryAttention on the CPU reads several new positions on top of a cache at batch 1 only:
+            # a drafted step (drafts are off by default) runs row by row, on each row's part of the buffers
+            logits = [self._run(input_ids[i:i + 1], self.lengths[i:i + 1],
+                                {name: self._ort.OrtValue.ortvalue_from_numpy(buffer[i:i + 1])
+                                 for name, buffer in self.buffers.items()}) for i in range(len(input_ids))]
+            out = np.concatenate(logits)
+        else:
+            out = self._run(input_ids, self.lengths, self.values)
+        self.before, self.chunk = self.lengths, chunk
+        self.lengths = self.lengths + fed.sum(axis=1)  # padding after a row's fed tokens is written over next step
+        return out
+
+    def _run(self, input_ids: np.ndarray, lengths: np.ndarray, caches: dict) -> np.ndarray:
+        generator, chunk = self.runner.generator, input_ids.shape[1]
+        binding = generator.io_binding()
+        # named, so they outlive the call that reads them
+        feeds = {GENERATOR_INPUTS[0]: input_ids,
+                 GENERATOR_INPUTS[2]: lengths[:, None] + np.arange(chunk, dtype=np.int64)[None, :],
+                 IN_PLACE_CACHE_INPUTS[0]: (lengths + chunk - 1).astype(np.int32),
+                 IN_PLACE_CACHE_INPUTS[1]: np.array(lengths.max() + chunk, dtype=np.int32)}
+        for name, value in feeds.items():
+            binding.bind_cpu_input(name, value)
+        for name, value in caches.items():
+            binding.bind_ortvalue_input(past_input(*_layer_and_kind(name)), value)
+            binding.bind_ortvalue_output(name, value)
+        binding.bind_output(GENERATOR_LOGITS)
+        generator.run_with_iobinding(binding)
+        return binding.get_outputs()[-1].numpy()
+
+    def keep(self, row: int, positions: int) -> None:
+        """Only the first ``positions`` of the last step's positions of ``row`` count."""
+        if self.chunk:
+            self.lengths[row] = self.before[row] + positions
+
+    def drop(self, going: np.ndarray) -> None:
+        self.lengths, self.before = self.lengths[going], self.before[going]
+        self.buffers = {name: buffer[going] for name, buffer in self.buffers.items()}
+        self._bind_buffers()
+
+
+def _layer_and_kind(present: str) -> tuple[int, str]:
+    """``present.3.key`` → (3, "key"): the past input a present output continues."""
+    _, layer, kind = present.split(".")
+    return int(layer), kind

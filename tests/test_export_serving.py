@@ -16,9 +16,10 @@ from trail.decoding import CANDIDATE_DECODINGS, Decoding, fact_numbers
 from trail.errors import TrailError
 from trail.features import model_features
 from trail.prompt import explanation_cue, render_prompt
-from trail.serving_contract import GENERATOR_INPUTS, GENERATOR_LOGIT_POSITIONS, GENERATOR_LOGITS
-from training.export import GENERATOR_CHECK_ITEMS, ExportRejected, export_model, verification_signals
-from training.generator_graph import restore_every_logit, share_kv_heads
+from trail.serving_contract import GENERATOR_LOGIT_POSITIONS, GENERATOR_LOGITS
+from training.export import (GENERATOR_CHECK_ITEMS, ExportRejected, _export_generator, export_model,
+                             verification_signals)
+from training.generator_graph import fuse_grouped_query_attention, restore_every_logit, share_kv_heads
 from training.model import TrailModel
 from training.train import TrainConfig, train
 
@@ -40,6 +41,19 @@ def exported(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     result = export_model(checkpoint, repository, model_name="trail_tiny")
     assert result.version == 1 and result.scores.passed and result.texts.passed
     return result.folder
+
+
+@pytest.fixture(scope="module")
+def exported_concatenated(checkpoint: Path, exported: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``exported`` with the generator of earlier exports: optimum's cache, concatenated at every step (each
+    key/value head read in place by its query heads), which the runner still serves."""
+    target = tmp_path_factory.mktemp("concatenated") / "trail" / "1"
+    shutil.copytree(exported, target)
+    work = tmp_path_factory.mktemp("concatenated-work")
+    shutil.copyfile(_export_generator(TrailModel.load(checkpoint), work, in_place_cache=False) / "model.onnx",
+                    target / GENERATOR_FILE)
+    write_manifest(target, check_version_folder(exported))
+    return target
 
 
 def _inputs(signals):
@@ -133,8 +147,7 @@ def test_the_generator_returns_only_the_logits_the_decoder_reads(exported: Path,
     signals = verification_signals()[:5]
     prompts, cues = [render_prompt(s) for s in signals], [explanation_cue(s, 3.0 + i) for i, s in enumerate(signals)]
     width = max(len(runtime._ids(p, 160) + runtime._ids(c, 128)) for p, c in zip(prompts, cues))
-    feeds = {"input_ids": np.ones((1, width), dtype=np.int64), "attention_mask": np.ones((1, width), dtype=np.int64),
-             "position_ids": np.arange(width, dtype=np.int64)[None, :], **runtime._empty_past(1)}
+    feeds = runtime.prompt_feeds(np.ones((1, width), dtype=np.int64))
     logits = runtime.generator.run(["logits"], feeds)[0]
     assert width > GENERATOR_LOGIT_POSITIONS and logits.shape[1] == GENERATOR_LOGIT_POSITIONS
     every = TrailOnnx(_with_every_logit(exported, tmp_path / "1"), threads=1)
@@ -154,25 +167,58 @@ def test_the_generator_returns_only_the_logits_the_decoder_reads(exported: Path,
                               draft_tokens=GENERATOR_LOGIT_POSITIONS)
 
 
-def test_the_generator_reads_each_key_value_head_in_place(exported: Path, tmp_path: Path) -> None:
-    """The tiny model has 4 query heads on 2 key/value heads, like SmolLM2's 9 on 3. The export multiplies grouped
-    queries with the cache instead of copying each key/value head per query head (transformers' repeat_kv: an
-    Expand of the whole cache per layer and step); the texts equal PyTorch's (the tests above run this graph). A
+def test_the_generator_writes_its_cache_in_place(exported: Path, tmp_path: Path) -> None:
+    """The export rewrites each layer's attention as ORT's GroupQueryAttention (the tiny model has 4 query heads on
+    2 key/value heads, like SmolLM2's 9 on 3): no cache is concatenated or copied per query head at any step, and
+    the graph reads row lengths instead of a mask; the texts equal PyTorch's (the tests above run this graph). A
     second rewrite finds nothing to do and leaves the file as it is."""
     import onnx
 
     graph = onnx.load(str(exported / GENERATOR_FILE)).graph
+    assert [node.op_type for node in graph.node if node.op_type == "GroupQueryAttention"] == ["GroupQueryAttention"] * 2
     producers = {output: node for node in graph.node for output in node.output}
-    caches_copied = [node.name for node in graph.node if node.op_type == "Expand"
-                     and producers[node.input[0]].op_type == "Unsqueeze"
-                     and producers[node.input[0]].input[0].startswith("present.")]
-    assert caches_copied == []
-    grouped = [node for node in graph.node if node.name.endswith("_GroupQueries")]
-    assert len(grouped) == 2 * 2  # scores and values, in each of the 2 layers
+    assert {producers[output.name].op_type for output in graph.output if output.name.startswith("present.")} \
+        == {"GroupQueryAttention"}
+    assert not [node.name for node in graph.node if node.op_type == "Expand" and "present" in node.input[0]]
+    assert {i.name for i in graph.input} >= {"seqlens_k", "total_sequence_length"}
+    assert "attention_mask" not in {i.name for i in graph.input}
+    assert TrailOnnx(exported, threads=1).in_place_cache
+    assert json.loads((exported / "manifest.json").read_text())["generator_cache"].startswith("in place")
     copy = tmp_path / GENERATOR_FILE
     shutil.copyfile(exported / GENERATOR_FILE, copy)
+    assert fuse_grouped_query_attention(copy, heads=4, kv_heads=2) == 0
     assert share_kv_heads(copy, heads=4, kv_heads=2) == 0
     assert copy.read_bytes() == (exported / GENERATOR_FILE).read_bytes()
+
+
+def test_a_generator_with_the_earlier_concatenated_cache_serves_the_same_texts(exported: Path,
+                                                                              exported_concatenated: Path) -> None:
+    """Versions exported before the in-place cache keep serving: their generator (optimum's Concat of the cache at
+    every step, each key/value head read in place by its group of query heads instead of transformers' repeat_kv
+    copies) decodes left-padded rows under a mask, and writes what the in-place one writes: every decoding, batched
+    or alone, with drafts kept and rejected."""
+    import onnx
+
+    graph = onnx.load(str(exported_concatenated / GENERATOR_FILE)).graph
+    producers = {output: node for node in graph.node for output in node.output}
+    assert not [node.name for node in graph.node if node.op_type == "Expand"
+                and producers[node.input[0]].op_type == "Unsqueeze"
+                and producers[node.input[0]].input[0].startswith("present.")]
+    assert len([node for node in graph.node if node.name.endswith("_GroupQueries")]) == 2 * 2  # scores, values x 2
+    in_place, concatenated = TrailOnnx(exported, threads=1), TrailOnnx(exported_concatenated, threads=1)
+    assert not concatenated.in_place_cache
+    signals = verification_signals()[:5]
+    prompts, cues = [render_prompt(s) for s in signals], [explanation_cue(s, 3.0 + i) for i, s in enumerate(signals)]
+    for decoding in (Decoding(), Decoding(True, seed=2)):
+        decodings = [decoding] * len(prompts)
+        batched = in_place.explain_batch(prompts, cues, decodings, max_new_tokens=24)
+        reference = [list(ids) for ids in in_place.last_token_ids]
+        assert concatenated.explain_batch(prompts, cues, decodings, max_new_tokens=24) == batched
+        assert [concatenated.explain(p, c, 24, decoding) for p, c in zip(prompts, cues)] == batched
+        corrupted = [[in_place.pad_id if i % 3 == 2 else t for i, t in enumerate(ids)] for ids in reference]
+        for runtime in (in_place, concatenated):
+            assert runtime.explain_batch(prompts, cues, decodings, max_new_tokens=24, draft_sources=corrupted,
+                                         draft_tokens=DRAFTS) == batched
 
 
 def test_constrained_samples_write_only_the_numbers_of_their_facts(exported: Path) -> None:
@@ -237,9 +283,7 @@ def test_an_8_bit_generator_ships_with_its_texts_compared_to_the_fp32_ones(check
 
 def _prefill_logits(runtime: TrailOnnx, rows: np.ndarray) -> np.ndarray:
     """The generator's logits for unpadded ``rows`` of equal length, read from an empty cache."""
-    positions = np.tile(np.arange(rows.shape[1], dtype=np.int64), (len(rows), 1))
-    feeds = dict(zip(GENERATOR_INPUTS, (rows, np.ones_like(rows), positions)))
-    return runtime.generator.run([GENERATOR_LOGITS], {**feeds, **runtime._empty_past(len(rows))})[0]
+    return runtime.generator.run([GENERATOR_LOGITS], runtime.prompt_feeds(rows))[0]
 
 
 def test_retention_keeps_the_newest_versions(checkpoint: Path, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ try:  # inside a Triton version folder, next to trail_errors.py
 except ImportError:
     from trail.errors import TrailError
 
-__all__ = ["GENERATOR_INPUTS", "GENERATOR_LOGITS", "GENERATOR_LOGIT_POSITIONS", "KV_KINDS", "PROMPT_FORMAT",
+__all__ = ["GENERATOR_INPUTS", "GENERATOR_LOGITS", "GENERATOR_LOGIT_POSITIONS", "IN_PLACE_CACHE_INPUTS", "KV_KINDS", "PROMPT_FORMAT",
            "PROMPT_FORMATS", "SCORE_INPUTS",
            "SCORE_OUTPUT", "TOKEN_LIMITS", "PromptFormatMismatch", "TokenLimits", "check_prompt_format",
            "limits_for_format", "past_input", "present_output"]
@@ -68,6 +68,10 @@ GENERATOR_LOGITS = "logits"
 # position was a fifth of the prefill's work and, for 20 rows of ~300 tokens, a 1.2 GB logits tensor.
 GENERATOR_LOGIT_POSITIONS = 8
 KV_KINDS = ("key", "value")
+# A generator whose attention is ORT's GroupQueryAttention (training.generator_graph.fuse_grouped_query_attention)
+# reads these two instead of the attention mask: per row, the cached positions plus this step's (minus one), and
+# the longest row's total. Its cache is written in place: past and present are one buffer per layer.
+IN_PLACE_CACHE_INPUTS = ("seqlens_k", "total_sequence_length")
 
 
 def past_input(layer: int, kind: str) -> str:

@@ -25,7 +25,7 @@ from trail.serving_contract import GENERATOR_LOGIT_POSITIONS, SCORE_INPUTS, SCOR
 from trail.signals import TrendSignals
 from trail.windows import WindowSpec
 
-from .generator_graph import keep_last_logits, share_kv_heads
+from .generator_graph import fuse_grouped_query_attention, keep_last_logits, share_kv_heads
 from .model import ScoreHead, TrailConfig, TrailModel
 from .quantize import GENERATOR_WEIGHT_BLOCK, MIN_INT8_SPEARMAN
 
@@ -222,8 +222,12 @@ def verification_signals(n: int = 24, seed: int = 0) -> list[TrendSignals]:
     return signals
 
 
-def _export_generator(model: TrailModel, work: Path) -> Path:
-    """optimum's exporter (text generation with past key values) over the merged model; returns the ONNX file."""
+def _export_generator(model: TrailModel, work: Path, in_place_cache: bool = True) -> Path:
+    """optimum's exporter (text generation with past key values) over the merged model; returns the ONNX folder.
+
+    Its attention is then rewritten (:mod:`training.generator_graph`): as ORT's GroupQueryAttention, whose cache is
+    written in place (``in_place_cache``, what ships), or else with each key/value head read in place by its query
+    heads over optimum's concatenated cache (the layout of earlier exports, which the runner still serves)."""
     from optimum.exporters.onnx import main_export
 
     merged_dir, onnx_dir = work / "merged", work / "generator"
@@ -235,9 +239,20 @@ def _export_generator(model: TrailModel, work: Path) -> Path:
         raise ExportRejected("the generator needs external weight data (> 2 GB): not supported by this exporter")
     keep_last_logits(onnx_dir / "model.onnx", GENERATOR_LOGIT_POSITIONS)
     config = merged.config
-    share_kv_heads(onnx_dir / "model.onnx", config.num_attention_heads,
-                   getattr(config, "num_key_value_heads", None) or config.num_attention_heads)
+    heads = config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    if not (in_place_cache and fuse_grouped_query_attention(onnx_dir / "model.onnx", heads, kv_heads)):
+        share_kv_heads(onnx_dir / "model.onnx", heads, kv_heads)
     return onnx_dir
+
+
+def _cache_layout(generator: Path) -> str:
+    """How ``generator`` keeps its key/value cache, for the manifest."""
+    import onnx
+
+    nodes = onnx.load(str(generator), load_external_data=False).graph.node
+    return ("in place (GroupQueryAttention)" if any(n.op_type == "GroupQueryAttention" for n in nodes)
+            else "concatenated at every step")
 
 
 def _quantized_scores(model: TrailModel, score_graph: Path, signals: Sequence[TrendSignals],
@@ -328,6 +343,7 @@ def export_model(checkpoint: Path, repository: Path, model_name: str = "trail", 
             export_scoring_graph(model, signals[:4], staging / SCORE_FILE)
             generator_dir = _export_generator(model, Path(scratch))
             shutil.move(str(generator_dir / "model.onnx"), staging / GENERATOR_FILE)
+            generator_cache = _cache_layout(staging / GENERATOR_FILE)
             shutil.copyfile(generator_dir / "tokenizer.json", staging / TOKENIZER_FILE)
         scores = verify_scores(model, staging / SCORE_FILE, signals, tolerance)
         if not scores.passed:
@@ -354,6 +370,7 @@ def export_model(checkpoint: Path, repository: Path, model_name: str = "trail", 
             "score_precision": "int8 (outlier-aware dynamic)" if int8 else "fp32",
             "generator_precision": (f"8-bit weights (MatMulNBits, blocks of {GENERATOR_WEIGHT_BLOCK})"
                                     if quantize_generator else "fp32"),
+            "generator_cache": generator_cache,
             **(manifest_extra or {}),
         }
         write_manifest(staging, manifest)  # the runtime below loads only a folder whose manifest matches its files
