@@ -80,7 +80,7 @@ def test_embedded_onnx_matches_pytorch(checkpoint: Path, exported: Path) -> None
 def test_every_decoding_gives_the_same_text_in_pytorch_and_onnx_batched_or_not(
         checkpoint: Path, exported: Path, decoding: Decoding) -> None:
     """The same candidate from the PyTorch model (one sequence at a time) and from the ONNX runner, alone and in a
-    left-padded batch of prompts of different lengths."""
+    batch of prompts of different lengths (rows of their own lengths in the in-place cache)."""
     model = TrailModel.load(checkpoint)
     runtime = TrailOnnx(exported, threads=1)
     signals = verification_signals()[:5]
@@ -89,7 +89,7 @@ def test_every_decoding_gives_the_same_text_in_pytorch_and_onnx_batched_or_not(
     prompts, cues = [render_prompt(s) for s in signals], [explanation_cue(s, p) for s, p in zip(signals, predicted)]
     alone = [runtime.explain(p, c, max_new_tokens=12, decoding=decoding) for p, c in zip(prompts, cues)]
     batched = runtime.explain_batch(prompts, cues, [decoding] * len(prompts), max_new_tokens=12)
-    assert len({len(runtime._ids(p, 160)) for p in prompts}) > 1  # the batch really is padded
+    assert len({len(runtime._ids(p, 160)) for p in prompts}) > 1  # the rows really differ in length
     assert alone == reference
     assert batched == reference
 

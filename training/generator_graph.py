@@ -82,27 +82,20 @@ def share_kv_heads(graph_path: Path, heads: int, kv_heads: int) -> int:
     scores (and the attention output) are reshaped back. Every dot product is the same one, over the same
     numbers; the test of the export compares the texts and logits with PyTorch's."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
     if kv_heads >= heads or heads % kv_heads:
         return 0
     graph_model = onnx.load(str(graph_path))
     graph = graph_model.graph
-    producers = {output: node for node in graph.node for output in node.output}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    producers, consumers = _links(graph)
     grouped, ungrouped = "/kv_groups/grouped_shape", "/kv_groups/heads_shape"
     graph.initializer.extend([helper.make_tensor(grouped, TensorProto.INT64, [4], [0, kv_heads, -1, 0]),
                               helper.make_tensor(ungrouped, TensorProto.INT64, [4], [0, heads, -1, 0])])
     regrouped: list = []  # the MatMuls to wrap in a Reshape on each side
 
     def constant(name: str):
-        node = producers.get(name)
-        if node is not None and node.op_type == "Constant":
-            return numpy_helper.to_array(node.attribute[0].t)
-        return next((numpy_helper.to_array(i) for i in graph.initializer if i.name == name), None)
+        return _constant(graph, producers, name)
 
     copies = 0
     try:
@@ -173,23 +166,15 @@ def fuse_grouped_query_attention(graph_path: Path, heads: int, kv_heads: int) ->
     (``TrailOnnx``) drives it with per-row lengths. The attention's float sums are ORT's, no longer the exported
     ops': the export's check compares the texts with PyTorch's, as for every rewrite here."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
     graph_model = onnx.load(str(graph_path))
     graph = graph_model.graph
-    producers = {output: node for node in graph.node for output in node.output}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    producers, consumers = _links(graph)
     weights = {init.name for init in graph.initializer}
 
     def scalar(name: str) -> float | None:
-        node = producers.get(name)
-        if node is not None and node.op_type == "Constant":
-            value = numpy_helper.to_array(node.attribute[0].t)
-        else:
-            value = next((numpy_helper.to_array(i) for i in graph.initializer if i.name == name), None)
+        value = _constant(graph, producers, name)
         return float(value.ravel()[0]) if value is not None and value.size == 1 else None
 
     def first_matmul_after(name: str, weighted: bool):
@@ -273,6 +258,26 @@ def fuse_grouped_query_attention(graph_path: Path, heads: int, kv_heads: int) ->
     _topological_sort(graph)
     onnx.save(graph_model, str(graph_path))
     return len(rewritten)
+
+
+def _links(graph) -> tuple[dict, dict[str, list]]:
+    """Each tensor's producing node, and the nodes that read it."""
+    producers = {output: node for node in graph.node for output in node.output}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    return producers, consumers
+
+
+def _constant(graph, producers: dict, name: str):
+    """The value of ``name`` when a Constant node or an initializer holds it (a numpy array), else None."""
+    from onnx import numpy_helper
+
+    node = producers.get(name)
+    if node is not None and node.op_type == "Constant":
+        return numpy_helper.to_array(node.attribute[0].t)
+    return next((numpy_helper.to_array(i) for i in graph.initializer if i.name == name), None)
 
 
 def _topological_sort(graph) -> None:
