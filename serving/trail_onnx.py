@@ -160,8 +160,8 @@ class TrailOnnx:
         Prompt-lookup drafts (``draft_tokens`` > 0): each step also feeds, per row, up to ``draft_tokens`` tokens
         copied from its prompt and cue where the text so far continues them (:func:`draft_from_source`); the
         logits at every fed position are run through the row's decoder in order, and drafted tokens are kept
-        while they are what the decoder chooses. Rejected positions leave the cache (:meth:`_PaddedCache.keep`), so
-        rows may keep different numbers of tokens. The chosen tokens are exactly those of one-token steps.
+        while they are what the decoder chooses. Rejected positions leave the cache (masked out of a padded one,
+        written over in an in-place one: ``keep``), so rows may keep different numbers of tokens. The chosen tokens are exactly those of one-token steps.
         ``draft_sources`` (token ids per row) replaces the prompt and cue as what drafts are copied from;
         ``drafts_kept`` counts the drafted tokens this call kept (each one a generator step saved)."""
         if not prompts:
@@ -182,10 +182,9 @@ class TrailOnnx:
         active = np.arange(len(rows))  # rows still writing; a finished row leaves the batch (and its cache)
         while True:
             finished, last_tokens, drafts = [], [], []
-            offset = input_ids.shape[1] - logits.shape[1]  # logits of the last positions only: position p is p - offset
             for i, row in enumerate(active):
                 for position in np.flatnonzero(fed[i]):  # the row's fed positions: its last token, then its draft
-                    token = next_token(decoders[row], logits[i, position - offset])
+                    token = next_token(decoders[row], logits[i, position])
                     if token == self.eos_id:
                         finished.append(True)
                         break
@@ -218,6 +217,8 @@ class TrailOnnx:
             for i, (last, draft) in enumerate(zip(last_tokens, drafts)):
                 input_ids[i, : 1 + len(draft)] = [last, *draft]
                 fed[i, : 1 + len(draft)] = 1
+            # a generator exported by this code returns logits for the last GENERATOR_LOGIT_POSITIONS fed positions
+            # only (an older one for all of them): a step may feed no more
             logits = cache.step(input_ids, fed)
             if logits.shape[1] < chunk:
                 raise TrailError(f"the generator returns logits for {logits.shape[1]} positions, a step fed {chunk}: "
@@ -289,13 +290,8 @@ class _PaddedCache:
         self.mask = np.zeros((len(prefilled), width), dtype=np.int64)
         for index, length in enumerate(widths):
             self.mask[index, width - length:] = 1
-        self.past: dict[str, np.ndarray] = {}
-        for name in prefilled[0][1]:
-            heads, _, head_dim = prefilled[0][1][name].shape
-            padded = np.zeros((len(prefilled), heads, width, head_dim), dtype=prefilled[0][1][name].dtype)
-            for index, (_, caches) in enumerate(prefilled):
-                padded[index, :, width - caches[name].shape[1]:] = caches[name]
-            self.past[past_input(*_layer_and_kind(name))] = padded
+        self.past = {past_input(*_layer_and_kind(name)): cache
+                     for name, cache in _stacked(prefilled, width, right_aligned=True).items()}
         self.chunk = 0
 
     def step(self, input_ids: np.ndarray, fed: np.ndarray) -> np.ndarray:
@@ -330,20 +326,13 @@ class _InPlaceCache:
 
         self.runner, self._ort = runner, ort
         self.lengths = np.array([next(iter(caches.values())).shape[1] for _, caches in prefilled], dtype=np.int64)
-        capacity = int(self.lengths.max()) + room
-        self.buffers: dict[str, np.ndarray] = {}
-        for name in prefilled[0][1]:
-            heads, _, head_dim = prefilled[0][1][name].shape
-            buffer = np.zeros((len(prefilled), heads, capacity, head_dim), dtype=prefilled[0][1][name].dtype)
-            for index, (_, caches) in enumerate(prefilled):
-                buffer[index, :, : caches[name].shape[1]] = caches[name]
-            self.buffers[name] = buffer
+        self.buffers = _stacked(prefilled, int(self.lengths.max()) + room, right_aligned=False)
         self._bind_buffers()
         self.before = self.lengths
         self.chunk = 0  # positions fed by the last step (none yet: the prefill's are all the row's own)
 
     def _bind_buffers(self) -> None:
-        # ORT reads and writes the numpy buffers themselves (no copy): they must stay alive as long as these do
+        # ORT reads and writes the numpy buffers themselves (no copy)
         self.values = {name: self._ort.OrtValue.ortvalue_from_numpy(buffer) for name, buffer in self.buffers.items()}
 
     def step(self, input_ids: np.ndarray, fed: np.ndarray) -> np.ndarray:
@@ -371,12 +360,12 @@ class _InPlaceCache:
                  IN_PLACE_CACHE_INPUTS[1]: np.array(lengths.max() + chunk, dtype=np.int32)}
         for name, value in feeds.items():
             binding.bind_cpu_input(name, value)
+        binding.bind_output(GENERATOR_LOGITS)  # the first output bound: get_outputs()[0]
         for name, value in caches.items():
             binding.bind_ortvalue_input(past_input(*_layer_and_kind(name)), value)
             binding.bind_ortvalue_output(name, value)
-        binding.bind_output(GENERATOR_LOGITS)
         generator.run_with_iobinding(binding)
-        return binding.get_outputs()[-1].numpy()
+        return binding.get_outputs()[0].numpy()
 
     def keep(self, row: int, positions: int) -> None:
         """Only the first ``positions`` of the last step's positions of ``row`` count."""
@@ -387,6 +376,25 @@ class _InPlaceCache:
         self.lengths, self.before = self.lengths[going], self.before[going]
         self.buffers = {name: buffer[going] for name, buffer in self.buffers.items()}
         self._bind_buffers()
+
+
+def _stacked(prefilled: Sequence[tuple[np.ndarray, dict[str, np.ndarray]]], width: int,
+             right_aligned: bool) -> dict[str, np.ndarray]:
+    """The rows' prefilled caches in one [rows, heads, ``width``, dim] array per ``present`` name, each row's
+    positions at the end (a left-padded batch) or from position 0 (an in-place buffer with room after), zeros
+    elsewhere."""
+    stacked = {}
+    for name, first in prefilled[0][1].items():
+        heads, _, head_dim = first.shape
+        array = np.zeros((len(prefilled), heads, width, head_dim), dtype=first.dtype)
+        for index, (_, caches) in enumerate(prefilled):
+            length = caches[name].shape[1]
+            if right_aligned:
+                array[index, :, width - length:] = caches[name]
+            else:
+                array[index, :, :length] = caches[name]
+        stacked[name] = array
+    return stacked
 
 
 def _layer_and_kind(present: str) -> tuple[int, str]:
