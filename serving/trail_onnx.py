@@ -23,14 +23,14 @@ import numpy as np
 try:  # a Triton version folder carries trail/decoding.py, errors.py, serving_contract.py as trail_*.py, next to this
     from trail_decoding import DRAFT_TOKENS, GREEDY, Decoding, NumberConstraint, RowDecoder, draft_from_source, next_token
     from trail_errors import TrailError
-    from trail_serving_contract import (GENERATOR_INPUTS, GENERATOR_LOGITS, IN_PLACE_CACHE_INPUTS, KV_KINDS, SCORE_INPUTS,
-                                        SCORE_OUTPUT, TokenLimits, check_prompt_format, past_input,
+    from trail_serving_contract import (GENERATOR_INPUTS, GENERATOR_LOGITS, IN_PLACE_CACHE_INPUTS, KV_KINDS,
+                                        SCORE_INPUTS, SCORE_OUTPUT, TokenLimits, check_prompt_format, past_input,
                                         present_output)
 except ImportError:
     from trail.decoding import DRAFT_TOKENS, GREEDY, Decoding, NumberConstraint, RowDecoder, draft_from_source, next_token
     from trail.errors import TrailError
-    from trail.serving_contract import (GENERATOR_INPUTS, GENERATOR_LOGITS, IN_PLACE_CACHE_INPUTS, KV_KINDS, SCORE_INPUTS,
-                                        SCORE_OUTPUT, TokenLimits, check_prompt_format, past_input,
+    from trail.serving_contract import (GENERATOR_INPUTS, GENERATOR_LOGITS, IN_PLACE_CACHE_INPUTS, KV_KINDS,
+                                        SCORE_INPUTS, SCORE_OUTPUT, TokenLimits, check_prompt_format, past_input,
                                         present_output)
 
 __all__ = ["SCORE_FILE", "GENERATOR_FILE", "TOKENIZER_FILE", "MANIFEST_FILE", "TrailOnnx", "VersionError", "check_version_folder",
@@ -161,9 +161,10 @@ class TrailOnnx:
         copied from its prompt and cue where the text so far continues them (:func:`draft_from_source`); the
         logits at every fed position are run through the row's decoder in order, and drafted tokens are kept
         while they are what the decoder chooses. Rejected positions leave the cache (masked out of a padded one,
-        written over in an in-place one: ``keep``), so rows may keep different numbers of tokens. The chosen tokens are exactly those of one-token steps.
-        ``draft_sources`` (token ids per row) replaces the prompt and cue as what drafts are copied from;
-        ``drafts_kept`` counts the drafted tokens this call kept (each one a generator step saved)."""
+        written over in an in-place one: ``keep``), so rows may keep different numbers of tokens. The chosen tokens
+        are exactly those of one-token steps. ``draft_sources`` (token ids per row) replaces the prompt and cue as
+        what drafts are copied from; ``drafts_kept`` counts the drafted tokens this call kept (each one a generator
+        step saved)."""
         if not prompts:
             return []
         decodings = list(decodings) if decodings is not None else [GREEDY] * len(prompts)

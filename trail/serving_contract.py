@@ -19,8 +19,8 @@ try:  # inside a Triton version folder, next to trail_errors.py
 except ImportError:
     from trail.errors import TrailError
 
-__all__ = ["GENERATOR_INPUTS", "GENERATOR_LOGITS", "GENERATOR_LOGIT_POSITIONS", "IN_PLACE_CACHE_INPUTS", "KV_KINDS", "PROMPT_FORMAT",
-           "PROMPT_FORMATS", "SCORE_INPUTS",
+__all__ = ["GENERATOR_INPUTS", "GENERATOR_LOGITS", "GENERATOR_LOGIT_POSITIONS", "IN_PLACE_CACHE_INPUTS", "KV_KINDS",
+           "PROMPT_FORMAT", "PROMPT_FORMATS", "SCORE_INPUTS",
            "SCORE_OUTPUT", "TOKEN_LIMITS", "PromptFormatMismatch", "TokenLimits", "check_prompt_format",
            "limits_for_format", "past_input", "present_output"]
 

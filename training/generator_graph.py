@@ -160,10 +160,11 @@ def fuse_grouped_query_attention(graph_path: Path, heads: int, kv_heads: int) ->
 
     optimum's graph writes ``present.L.key``/``value`` as Concat(past, new) at every step: a copy of the whole cache
     per layer per step: 22% of a decoding step's ORT profile at a batch of 10 rows over 230 cached positions, 28%
-    over 460, on 2 cores (40 ms a step over 10 positions, 60 over 230, 80 over 460; README). ``GroupQueryAttention`` writes the new
-    positions into the cache it reads when past and present are bound to the same buffer, and it takes each row's
-    length (``seqlens_k``) instead of a padding mask, so rows of different lengths need no padding either. The rotary
-    embedding stays the graph's own (from ``position_ids``); the node gets the rotated queries and keys. The graph
+    over 460, on 2 cores (40 ms a step over 10 positions, 60 over 230, 80 over 460; README).
+    ``GroupQueryAttention`` writes the new positions into the cache it reads when past and present are bound to
+    the same buffer, and it takes each row's length (``seqlens_k``) instead of a padding mask, so rows of different
+    lengths need no padding either. The rotary embedding stays the graph's own (from ``position_ids``); the node
+    gets the rotated queries and keys. The graph
     then reads :data:`~trail.serving_contract.IN_PLACE_CACHE_INPUTS` instead of the attention mask, and the runner
     (``TrailOnnx``) drives it with per-row lengths. The attention's float sums are ORT's, no longer the exported
     ops': the export's check compares the texts with PyTorch's, as for every rewrite here. Without grouped heads
