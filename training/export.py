@@ -246,15 +246,6 @@ def _export_generator(model: TrailModel, work: Path, in_place_cache: bool = True
     return onnx_dir
 
 
-def _cache_layout(generator: Path) -> str:
-    """How ``generator`` keeps its key/value cache, for the manifest."""
-    import onnx
-
-    nodes = onnx.load(str(generator), load_external_data=False).graph.node
-    return ("in place (GroupQueryAttention)" if any(n.op_type == "GroupQueryAttention" for n in nodes)
-            else "concatenated at every step")
-
-
 def _quantized_scores(model: TrailModel, score_graph: Path, signals: Sequence[TrendSignals],
                       min_spearman: float) -> ScoreCheck:
     """Replace ``score_graph`` by its outlier-aware int8 version if that ranks ``signals`` like PyTorch."""
@@ -343,7 +334,6 @@ def export_model(checkpoint: Path, repository: Path, model_name: str = "trail", 
             export_scoring_graph(model, signals[:4], staging / SCORE_FILE)
             generator_dir = _export_generator(model, Path(scratch))
             shutil.move(str(generator_dir / "model.onnx"), staging / GENERATOR_FILE)
-            generator_cache = _cache_layout(staging / GENERATOR_FILE)
             shutil.copyfile(generator_dir / "tokenizer.json", staging / TOKENIZER_FILE)
         scores = verify_scores(model, staging / SCORE_FILE, signals, tolerance)
         if not scores.passed:
@@ -370,11 +360,13 @@ def export_model(checkpoint: Path, repository: Path, model_name: str = "trail", 
             "score_precision": "int8 (outlier-aware dynamic)" if int8 else "fp32",
             "generator_precision": (f"8-bit weights (MatMulNBits, blocks of {GENERATOR_WEIGHT_BLOCK})"
                                     if quantize_generator else "fp32"),
-            "generator_cache": generator_cache,
             **(manifest_extra or {}),
         }
         write_manifest(staging, manifest)  # the runtime below loads only a folder whose manifest matches its files
         runtime = TrailOnnx(staging)
+        # how the generator keeps its cache, as the runner read it from the graph (training.generator_graph)
+        manifest["generator_cache"] = ("in place (GroupQueryAttention)" if runtime.in_place_cache
+                                       else "concatenated at every step")
         # the forecasts the texts are conditioned on: the verified texts' and the 8-bit generator's items (a prefix)
         checked = signals[:max(verify_texts, GENERATOR_CHECK_ITEMS if quantize_generator else 0)]
         predicted = np.expm1(model.predict_log_counts(checked)).clip(0)
