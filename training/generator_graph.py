@@ -164,9 +164,8 @@ def fuse_grouped_query_attention(graph_path: Path, heads: int, kv_heads: int) ->
     ``GroupQueryAttention`` writes the new positions into the cache it reads when past and present are bound to
     the same buffer, and it takes each row's length (``seqlens_k``) instead of a padding mask, so rows of different
     lengths need no padding either. The rotary embedding stays the graph's own (from ``position_ids``); the node
-    gets the rotated queries and keys. The graph
-    then reads :data:`~trail.serving_contract.IN_PLACE_CACHE_INPUTS` instead of the attention mask, and the runner
-    (``TrailOnnx``) drives it with per-row lengths. The attention's float sums are ORT's, no longer the exported
+    gets the rotated queries and keys. The graph then reads :data:`~trail.serving_contract.IN_PLACE_CACHE_INPUTS`
+    instead of the attention mask, and the runner (``TrailOnnx``) drives it with per-row lengths. The attention's float sums are ORT's, no longer the exported
     ops': the export's check compares the texts with PyTorch's, as for every rewrite here. Without grouped heads
     (``kv_heads == heads``) the node is plain multi-head attention, which it also computes."""
     import onnx
