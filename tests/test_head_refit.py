@@ -228,3 +228,57 @@ def _scrambled() -> TrailModel:
         model.score_head.mlp[2].weight.copy_(torch.randn(model.score_head.mlp[2].weight.shape,
                                                          generator=torch.Generator().manual_seed(2)))
     return model
+
+
+def test_an_ensemble_refit_keeps_the_average_of_its_last_epoch_as_one_wider_head(split, tmp_path: Path) -> None:
+    """Three heads with consecutive seeds, averaged: only their last epoch competes with the head as it came, the
+    checkpoint records the wider head and reloads to the same scores, and its LLM's digest (the prompt-states key)
+    does not change."""
+    from training.model import llm_digest
+
+    config = HeadRefitConfig(epochs=4, batch_size=8, candidates=10, per_window=10, learning_rate=1e-2,
+                             schedule="cosine", ensemble=3)
+    model = _inverted()
+    model.save(tmp_path)
+    digest = llm_digest(tmp_path)
+    result = refit_score_head(model, split.train, split.validation, config, log=lambda _: None)
+    single = refit_score_head(_inverted(), split.train, split.validation, replace(config, ensemble=1),
+                              log=lambda _: None)
+
+    assert result.validation_ndcg20[-1] > result.validation_ndcg20[0]  # the inverted head loses to the average
+    assert result.chosen_epoch == config.epochs  # the last epoch, whichever epoch before it ranked best
+    assert result.validation_ndcg20 != single.validation_ndcg20  # the other members moved the average
+    assert model.score_head.mlp[0].out_features == 3 * TINY.head_hidden == model.config.head_hidden
+    save_refit(model, tmp_path, result, config, "trail refit-head --ensemble 3 test")
+    reloaded = TrailModel.load(tmp_path)
+    assert reloaded.config.head_hidden == 3 * TINY.head_hidden and llm_digest(tmp_path) == digest
+    signals = [e.signals for e in split.validation]
+    np.testing.assert_allclose(reloaded.predict_log_counts(signals), model.predict_log_counts(signals),
+                               rtol=0, atol=1e-5)
+
+
+def test_an_ensemble_that_does_not_beat_the_head_as_it_came_leaves_it_alone(split) -> None:
+    model = TrailModel.create(TINY)
+    before = {k: v.clone() for k, v in model.score_head.state_dict().items()}
+    config = HeadRefitConfig(epochs=2, batch_size=8, candidates=10, per_window=10, ensemble=2, max_mae=0.0)
+    result = refit_score_head(model, split.train, split.validation, config, log=lambda _: None)
+    assert result.chosen_epoch == 0  # no MAE is within a ceiling of 0
+    assert model.config.head_hidden == TINY.head_hidden
+    assert all(torch.equal(v, before[k]) for k, v in model.score_head.state_dict().items())
+
+
+def _inverted() -> TrailModel:
+    """A tiny model whose head ranks items in reverse order of this window's count (every refit beats it): its
+    correction is −3 × the ``history_7`` feature, ``log1p`` of that count."""
+    from trail.features import FEATURE_NAMES
+
+    model = TrailModel.create(TINY)
+    head = model.score_head
+    count_column = head.norm.normalized_shape[0] + FEATURE_NAMES.index("history_7")
+    with torch.no_grad():
+        head.mlp[0].weight.zero_()
+        head.mlp[0].bias.zero_()
+        head.mlp[0].weight[0, count_column] = 1.0
+        head.mlp[2].weight.zero_()
+        head.mlp[2].weight[0, 0] = -3.0
+    return model

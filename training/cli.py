@@ -125,6 +125,9 @@ def _register_refit_head(commands: argparse._SubParsersAction) -> None:
                        help="the head's learning rate over the epochs")
     refit.add_argument("--hidden-noise", type=non_negative_float, default=defaults.hidden_noise,
                        help="Gaussian noise on the LLM state while training, in units of each dimension's std")
+    refit.add_argument("--ensemble", type=positive_int, default=defaults.ensemble,
+                       help="heads trained with consecutive seeds and averaged into one wider head; only the average "
+                            "after the last epoch competes with the head as it came")
     refit.add_argument("--states-cache", type=Path, default=Path(".trail-data/prompt-states"),
                        help="folder keeping the prompt states, keyed by the LLM weights and the prompts: a second "
                             "refit of the same checkpoint skips the forward passes ('' to keep none)")
@@ -261,7 +264,7 @@ def _refit_head(args: argparse.Namespace) -> int:
     config = HeadRefitConfig(epochs=args.epochs, max_train_examples=args.max_train_examples,
                              validation_every=args.validation_every, learning_rate=args.learning_rate,
                              schedule=args.schedule, hidden_noise=args.hidden_noise, confident_gain=args.confident_gain,
-                             max_mae=args.max_mae,
+                             max_mae=args.max_mae, ensemble=args.ensemble,
                              **({"weights": recipe[0].weights, "candidates": recipe[0].candidates,
                                  "per_window": recipe[0].per_window, "seed": recipe[0].seed} if recipe else {}))
     if args.per_window is not None:

@@ -16,6 +16,8 @@ like PyTorch on int8 LLM states compete: the kept head is one that ``trail expor
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import random
 import time
@@ -29,12 +31,14 @@ import torch
 from trail.errors import ConfigError
 
 from .bootstrap import paired_bootstrap
+from .checkpoint_files import CONFIG_FILE
 from .examples import Example, subsample
+from .head_ensemble import ensemble_head
 from .head_refit_config import SCHEDULES, HeadRefitConfig
 from .int8_guard import Int8Guard
 from .losses import score_terms
 from .metrics import mae_log1p, ndcg_at_k
-from .model import HEADS_FILE, TrailModel, head_inputs
+from .model import HEADS_FILE, ScoreHead, TrailModel, head_inputs
 from .state_cache import cached_tensor
 from .train import METADATA_FILE, candidate_pool
 
@@ -111,10 +115,10 @@ def _training_pool(train: Sequence[Example], config: HeadRefitConfig) -> list[Ex
     return pool
 
 
-def _validation_scores(model: TrailModel, states: PromptStates) -> tuple[list[float], float]:
+def _validation_scores(head: ScoreHead, states: PromptStates) -> tuple[list[float], float]:
     """NDCG@20 per validation window (candidates only, oldest first) and MAE of log1p counts."""
     with torch.no_grad():
-        predicted = model.score_head(*states.rows(np.arange(len(states.labels)))).numpy().astype(np.float64)
+        predicted = head(*states.rows(np.arange(len(states.labels)))).numpy().astype(np.float64)
     counts = np.clip(np.expm1(predicted), 0.0, None)
     labels = states.labels.numpy().astype(np.float64)
     per_window = [ndcg_at_k(counts[states.windows == w], labels[states.windows == w], 20)
@@ -136,7 +140,8 @@ def _window_batches(states: PromptStates, batch_size: int, rng: random.Random) -
 def refit_score_head(model: TrailModel, train: Sequence[Example], validation: Sequence[Example],
                      config: HeadRefitConfig = HeadRefitConfig(), log=print, states_cache: Path | None = None,
                      llm_key: str = "", guard: Int8Guard | None = None) -> RefitResult:
-    """Refit ``model.score_head`` in place; it ends as the epoch with the best validation NDCG@20.
+    """Refit ``model.score_head``; it ends as the epoch with the best validation NDCG@20 (with ``config.ensemble``
+    above 1: the members' average after the last epoch, a wider head, or the head as it came).
 
     ``states_cache`` / ``llm_key``: where prompt states are kept between refits (see :func:`prompt_states`).
     ``guard``: only epochs that pass it can be kept, and only those within ``config.max_mae`` (epoch 0, the head as
@@ -160,59 +165,92 @@ def refit_score_head(model: TrailModel, train: Sequence[Example], validation: Se
     log(f"prompt states took {seconds_states:.0f} s ({(len(pool) + len(held_out)) / seconds_states:.1f} items/s)")
 
     fit_started = time.monotonic()
-    head = model.score_head
-    initial_state = {k: v.clone() for k, v in head.state_dict().items()}
-    best_state = initial_state
-    per_window, mae = _validation_scores(model, validation_states)
+    initial = model.score_head
+    initial_state = {k: v.clone() for k, v in initial.state_dict().items()}
+    # one member: the head itself, refit in place; several: copies of it, each with its own seed, averaged
+    members = [initial] if config.ensemble == 1 else [copy.deepcopy(initial) for _ in range(config.ensemble)]
+    best_head = initial
+    per_window, mae = _validation_scores(initial, validation_states)
     ndcg = float(np.mean(per_window))
     history_ndcg, history_mae, history_windows, best_epoch = [ndcg], [mae], [per_window], 0
-    history_int8 = [guard.spearman(head)] if guard else []
+    history_int8 = [guard.spearman(initial)] if guard else []
     log(f"epoch 0 (head as trained): validation NDCG@20 {ndcg:.4f}, MAE {mae:.4f}{_int8_note(history_int8)}")
-    optimizer = torch.optim.AdamW(head.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     batches_per_epoch = len(_window_batches(train_states, config.batch_size, random.Random(config.seed)))
-    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * batches_per_epoch)
-                if config.schedule == "cosine" else None)
+    trainers = [_MemberTrainer(member, config, batches_per_epoch, seed=config.seed + k, rng=rng if k == 0 else None)
+                for k, member in enumerate(members)]
     noise_scale = config.hidden_noise * train_states.hidden.std(dim=0, keepdim=True)
     for epoch in range(1, config.epochs + 1):
-        head.train()
-        for rows in _window_batches(train_states, config.batch_size, rng):
-            hidden, features, current_log = train_states.rows(rows)
-            if config.hidden_noise:
-                hidden = hidden + noise_scale * torch.randn_like(hidden)
-            scores = head(hidden, features, current_log)
-            terms = score_terms(scores, train_states.labels[torch.as_tensor(rows)], config.weights)
-            loss = sum((getattr(config.weights, name) * value for name, value in terms.items()), torch.zeros(()))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
-            optimizer.step()
-            if schedule is not None:
-                schedule.step()
-        head.eval()
-        per_window, mae = _validation_scores(model, validation_states)
+        for trainer in trainers:
+            trainer.epoch(train_states, noise_scale)
+        head = members[0] if len(members) == 1 else ensemble_head(members)
+        per_window, mae = _validation_scores(head, validation_states)
         ndcg = float(np.mean(per_window))
         history_windows.append(per_window)
         history_ndcg.append(ndcg)
         history_mae.append(mae)
         if guard:
             history_int8.append(guard.spearman(head))
+        # an ensemble is the average at the end of the schedule, not the best of its noisy epochs
+        candidate = len(members) == 1 or epoch == config.epochs
         shippable = ((guard is None or history_int8[-1] >= guard.min_spearman)
                      and (config.max_mae is None or mae <= config.max_mae))
-        if shippable and ndcg > history_ndcg[best_epoch]:
-            best_epoch, best_state = epoch, {k: v.clone() for k, v in head.state_dict().items()}
-        log(f"epoch {epoch}: validation NDCG@20 {ndcg:.4f}, MAE {mae:.4f}{_int8_note(history_int8)}")
+        if candidate and shippable and ndcg > history_ndcg[best_epoch]:
+            best_epoch, best_head = epoch, copy.deepcopy(head)
+        log(f"epoch {epoch}: validation NDCG@20 {ndcg:.4f}, MAE {mae:.4f}{_int8_note(history_int8)}"
+            + (f" (the mean of {len(members)} heads)" if len(members) > 1 else ""))
     gain = None
     if config.confident_gain and best_epoch > 0:
         confident, gain = confident_gain(history_windows[best_epoch], history_windows[0], config.seed)
         log(f"epoch {best_epoch}'s NDCG@20 gain over epoch 0: {gain[0]:+.4f} [{gain[1]:+.4f}, {gain[2]:+.4f}] over "
             f"{validation_windows} windows: " + ("kept" if confident else "within noise, the head as it came stays"))
         if not confident:
-            best_epoch, best_state = 0, initial_state
-    head.load_state_dict(best_state)
+            best_epoch = 0
+    if best_epoch == 0:
+        initial.load_state_dict(initial_state)
+        best_head = initial
+    _set_score_head(model, best_head)
     return RefitResult(best_epoch, [round(v, 4) for v in history_ndcg], [round(v, 4) for v in history_mae],
                        len(pool), len(held_out), validation_windows, round(seconds_states, 1),
                        round(time.monotonic() - fit_started, 1),
                        [round(v, 4) for v in history_int8] if guard else None, gain)
+
+
+class _MemberTrainer:
+    """One head's optimiser, learning-rate schedule and batch order: an epoch of same-window batches at a time."""
+
+    def __init__(self, head: ScoreHead, config: HeadRefitConfig, batches_per_epoch: int, seed: int,
+                 rng: random.Random | None = None) -> None:
+        self.head, self.config = head, config
+        self.rng = rng or random.Random(seed)
+        self.optimizer = torch.optim.AdamW(head.parameters(), lr=config.learning_rate,
+                                           weight_decay=config.weight_decay)
+        self.schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer,
+                                                                    T_max=config.epochs * batches_per_epoch)
+                         if config.schedule == "cosine" else None)
+
+    def epoch(self, states: PromptStates, noise_scale: torch.Tensor) -> None:
+        config = self.config
+        self.head.train()
+        for rows in _window_batches(states, config.batch_size, self.rng):
+            hidden, features, current_log = states.rows(rows)
+            if config.hidden_noise:
+                hidden = hidden + noise_scale * torch.randn_like(hidden)
+            scores = self.head(hidden, features, current_log)
+            terms = score_terms(scores, states.labels[torch.as_tensor(rows)], config.weights)
+            loss = sum((getattr(config.weights, name) * value for name, value in terms.items()), torch.zeros(()))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.head.parameters(), 1.0)
+            self.optimizer.step()
+            if self.schedule is not None:
+                self.schedule.step()
+        self.head.eval()
+
+
+def _set_score_head(model: TrailModel, head: ScoreHead) -> None:
+    """``model``'s score head becomes ``head``; its config records the head's width (an ensemble is wider)."""
+    model.score_head = head
+    model.config = dataclasses.replace(model.config, head_hidden=head.mlp[0].out_features)
 
 
 def confident_gain(refit: Sequence[float], before: Sequence[float], seed: int = 0
@@ -235,6 +273,7 @@ def save_refit(model: TrailModel, checkpoint: Path, result: RefitResult, config:
 
     state = {k: v.detach().contiguous() for k, v in model.head_modules().state_dict().items()}
     save_file(state, str(Path(checkpoint) / HEADS_FILE))
+    (Path(checkpoint) / CONFIG_FILE).write_text(model.config.to_json() + "\n")  # the head's width may have changed
     path = Path(checkpoint) / METADATA_FILE
     metadata = json.loads(path.read_text()) if path.exists() else {}
     metadata["head_refit"] = {"command": command, "config": {**asdict(config), "weights": asdict(config.weights)},

@@ -35,5 +35,9 @@ class HeadRefitConfig:
     # keep only epochs whose validation MAE (log1p counts) is at most this: a head that ranks better by regressing
     # worse than the best baseline is not a better forecast (None: any MAE). The head as it came stays the fallback.
     max_mae: float | None = None
+    # heads trained side by side with seeds seed, seed+1, …, averaged and folded into one wider head
+    # (training.head_ensemble); with more than one, only the average at the last epoch competes with the head as it
+    # came: averaging replaces picking the best of noisy epochs
+    ensemble: int = 1
     seed: int = 0
     weights: LossWeights = field(default_factory=LossWeights)

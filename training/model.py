@@ -42,13 +42,20 @@ HEADS_FILE = "heads.safetensors"
 ADAPTER_FOLDER = "adapter"
 
 
+_HEAD_ONLY_CONFIG = ("head_hidden", "projection_dim")  # config fields the prompt states do not depend on
+
+
 def llm_digest(checkpoint: Path) -> str:
-    """sha256 over the adapter's files and the model config: what the prompt states depend on (not the heads)."""
+    """sha256 over the adapter's files and the model config but its head sizes: what the prompt states depend on
+    (not the heads, so a refit that widens the score head keeps its LLM's cached states)."""
     checkpoint = Path(checkpoint)
     digest = hashlib.sha256()
-    for path in sorted((checkpoint / ADAPTER_FOLDER).rglob("*")) + [checkpoint / CONFIG_FILE]:
+    for path in sorted((checkpoint / ADAPTER_FOLDER).rglob("*")):
         if path.is_file():
             digest.update(path.relative_to(checkpoint).as_posix().encode() + b"\0" + path.read_bytes())
+    config = json.loads((checkpoint / CONFIG_FILE).read_text())
+    llm_part = {key: value for key, value in config.items() if key not in _HEAD_ONLY_CONFIG}
+    digest.update(CONFIG_FILE.encode() + b"\0" + json.dumps(llm_part, sort_keys=True).encode())
     return digest.hexdigest()
 
 
