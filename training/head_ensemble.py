@@ -18,7 +18,7 @@ number of members (their biases averaged): the mean of the members' outputs, up 
 >>> members = [ScoreHead(8, 3, 4) for _ in range(3)]
 >>> for member in members:
 ...     for parameter in member.parameters():
-...         torch.nn.init.normal_(parameter)
+...         _ = torch.nn.init.normal_(parameter)
 >>> wide = ensemble_head(members)
 >>> wide.mlp[0].out_features
 12
@@ -47,7 +47,8 @@ def ensemble_head(members: Sequence[ScoreHead]) -> ScoreHead:
     hidden_size = members[0].norm.normalized_shape[0]
     n_features = first.in_features - hidden_size
     width = first.out_features
-    wide = ScoreHead(hidden_size, n_features, width * len(members))
+    with torch.random.fork_rng():  # its initial weights are all overwritten: leave the caller's random stream alone
+        wide = ScoreHead(hidden_size, n_features, width * len(members))
     with torch.no_grad():
         wide.norm.weight.fill_(1.0)
         wide.norm.bias.zero_()

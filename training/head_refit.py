@@ -38,7 +38,7 @@ from .head_refit_config import SCHEDULES, HeadRefitConfig
 from .int8_guard import Int8Guard
 from .losses import score_terms
 from .metrics import mae_log1p, ndcg_at_k
-from .model import HEADS_FILE, ScoreHead, TrailModel, head_inputs
+from .model import HEADS_FILE, ScoreHead, TrailConfig, TrailModel, head_inputs
 from .state_cache import cached_tensor
 from .train import METADATA_FILE, candidate_pool
 
@@ -221,7 +221,7 @@ class _MemberTrainer:
     def __init__(self, head: ScoreHead, config: HeadRefitConfig, batches_per_epoch: int, seed: int,
                  rng: random.Random | None = None) -> None:
         self.head, self.config = head, config
-        self.rng = rng or random.Random(seed)
+        self.rng = rng if rng is not None else random.Random(seed)
         self.optimizer = torch.optim.AdamW(head.parameters(), lr=config.learning_rate,
                                            weight_decay=config.weight_decay)
         self.schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer,
@@ -248,9 +248,14 @@ class _MemberTrainer:
 
 
 def _set_score_head(model: TrailModel, head: ScoreHead) -> None:
-    """``model``'s score head becomes ``head``; its config records the head's width (an ensemble is wider)."""
-    model.score_head = head
-    model.config = dataclasses.replace(model.config, head_hidden=head.mlp[0].out_features)
+    """``model``'s score head takes ``head``'s weights: in place where the width is the same, else ``head`` replaces
+    it and the config records the new width (an ensemble is wider)."""
+    width = head.mlp[0].out_features
+    if width == model.config.head_hidden:
+        model.score_head.load_state_dict(head.state_dict())
+    else:
+        model.score_head = head.eval()
+        model.config = dataclasses.replace(model.config, head_hidden=width)
 
 
 def confident_gain(refit: Sequence[float], before: Sequence[float], seed: int = 0
@@ -271,11 +276,19 @@ def save_refit(model: TrailModel, checkpoint: Path, result: RefitResult, config:
     """Writes the refit heads into ``checkpoint`` and records the refit in its training metadata."""
     from safetensors.torch import save_file
 
+    checkpoint = Path(checkpoint)
+    config_path = checkpoint / CONFIG_FILE
+    widened = TrailConfig.from_json(config_path.read_text()).head_hidden != model.config.head_hidden
     state = {k: v.detach().contiguous() for k, v in model.head_modules().state_dict().items()}
-    save_file(state, str(Path(checkpoint) / HEADS_FILE))
-    (Path(checkpoint) / CONFIG_FILE).write_text(model.config.to_json() + "\n")  # the head's width may have changed
-    path = Path(checkpoint) / METADATA_FILE
+    save_file(state, str(checkpoint / HEADS_FILE))
+    path = checkpoint / METADATA_FILE
     metadata = json.loads(path.read_text()) if path.exists() else {}
+    if widened:  # an ensemble: the checkpoint's config (and its record of it) must build the wider head
+        partial = config_path.with_suffix(".partial")
+        partial.write_text(model.config.to_json() + "\n")
+        partial.replace(config_path)
+        if "model_config" in metadata:
+            metadata["model_config"]["head_hidden"] = model.config.head_hidden
     metadata["head_refit"] = {"command": command, "config": {**asdict(config), "weights": asdict(config.weights)},
                               **asdict(result)}
     path.write_text(json.dumps(metadata, indent=2) + "\n")
