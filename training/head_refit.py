@@ -150,7 +150,6 @@ def refit_score_head(model: TrailModel, train: Sequence[Example], validation: Se
     if config.schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, not {config.schedule!r}")
     torch.manual_seed(config.seed)
-    rng = random.Random(config.seed)
     model.eval()
     started = time.monotonic()
     pool = _training_pool(train, config)
@@ -176,7 +175,7 @@ def refit_score_head(model: TrailModel, train: Sequence[Example], validation: Se
     history_int8 = [guard.spearman(initial)] if guard else []
     log(f"epoch 0 (head as trained): validation NDCG@20 {ndcg:.4f}, MAE {mae:.4f}{_int8_note(history_int8)}")
     batches_per_epoch = len(_window_batches(train_states, config.batch_size, random.Random(config.seed)))
-    trainers = [_MemberTrainer(member, config, batches_per_epoch, seed=config.seed + k, rng=rng if k == 0 else None)
+    trainers = [_MemberTrainer(member, config, batches_per_epoch, seed=config.seed + k)
                 for k, member in enumerate(members)]
     noise_scale = config.hidden_noise * train_states.hidden.std(dim=0, keepdim=True)
     for epoch in range(1, config.epochs + 1):
@@ -218,10 +217,9 @@ def refit_score_head(model: TrailModel, train: Sequence[Example], validation: Se
 class _MemberTrainer:
     """One head's optimiser, learning-rate schedule and batch order: an epoch of same-window batches at a time."""
 
-    def __init__(self, head: ScoreHead, config: HeadRefitConfig, batches_per_epoch: int, seed: int,
-                 rng: random.Random | None = None) -> None:
+    def __init__(self, head: ScoreHead, config: HeadRefitConfig, batches_per_epoch: int, seed: int) -> None:
         self.head, self.config = head, config
-        self.rng = rng if rng is not None else random.Random(seed)
+        self.rng = random.Random(seed)  # member 0's: the stream a single refit always used
         self.optimizer = torch.optim.AdamW(head.parameters(), lr=config.learning_rate,
                                            weight_decay=config.weight_decay)
         self.schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer,
