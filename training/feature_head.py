@@ -82,7 +82,7 @@ class FeatureHead(_CandidateScorer):
         examples = [Example(signals, float(label)) for signals, label in train]
         pool = subsample(candidate_pool(examples, config.candidates), config.per_window, seed=config.seed)
         batches = make_batches(pool, config.batch_size, config.seed)
-        self.head = _FeatureOnlyHead(len(FEATURE_NAMES), self.width)
+        self.head = self._new_head()
         optimizer = torch.optim.AdamW(self.head.parameters(), lr=config.head_learning_rate,
                                       weight_decay=config.weight_decay)
         # TRAIL's schedule (warmup, cosine decay over the planned steps), stretched if this head trains longer
@@ -92,9 +92,8 @@ class FeatureHead(_CandidateScorer):
             batch = batches[step % len(batches)]  # cycles through the batches, as `trail train` does
             for group in optimizer.param_groups:
                 group["lr"] = config.head_learning_rate * _learning_rate_factor(step, schedule)
-            features, current = head_inputs([e.signals for e in batch])
             labels = torch.tensor([e.label for e in batch], dtype=torch.float32)
-            scores = self.head(features, current)
+            scores = self.head(*self._head_inputs([e.signals for e in batch]))
             loss = sum((getattr(weights, name) * value for name, value in score_terms(scores, labels, weights).items()),
                        torch.zeros(()))
             optimizer.zero_grad(set_to_none=True)
@@ -104,7 +103,15 @@ class FeatureHead(_CandidateScorer):
             self.steps_trained = step + 1
         self.head.eval()
 
+    def _new_head(self) -> nn.Module:
+        """The untrained head; ``benchmarks/head_inputs.py`` overrides this and :meth:`_head_inputs` to try inputs
+        the score head does not read."""
+        return _FeatureOnlyHead(len(FEATURE_NAMES), self.width)
+
+    def _head_inputs(self, signals: Sequence[TrendSignals]) -> tuple[torch.Tensor, ...]:
+        return head_inputs(signals)
+
     def _llm_counts(self, signals: Sequence[TrendSignals]) -> FloatArray:
         with torch.no_grad():
-            log_counts = self.head(*head_inputs(signals)).numpy().astype(np.float64)
+            log_counts = self.head(*self._head_inputs(signals)).numpy().astype(np.float64)
         return np.clip(np.expm1(log_counts), 0.0, None)
