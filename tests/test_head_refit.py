@@ -282,3 +282,36 @@ def _inverted() -> TrailModel:
         head.mlp[2].weight.zero_()
         head.mlp[2].weight[0, 0] = -3.0
     return model
+
+
+def test_an_evaluation_of_the_validation_windows_reads_the_states_a_refit_stored(split, tmp_path: Path,
+                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """`trail refit-head`, then `trail evaluate --windows validation` with the same states cache: every validation
+    window's candidates are scored from the refit's entries, without a forward pass, to the numbers a forecaster
+    without the cache computes."""
+    from training import llm_forecasters
+    from training.llm_forecasters import TrailForecaster
+    from training.model import llm_digest
+
+    monkeypatch.setattr(llm_forecasters, "_PROMPT_STATES", {})  # no states shared from another test's forecaster
+    model = TrailModel.create(TINY)
+    model.save(tmp_path / "ckpt")
+    config = HeadRefitConfig(epochs=1, batch_size=8, candidates=5, per_window=0, validation_every=1)
+    refit_score_head(model, split.train, split.validation, config, log=lambda _: None,
+                     states_cache=tmp_path / "states", llm_key=llm_digest(tmp_path / "ckpt"))
+    model.save(tmp_path / "refit")  # the refit head on the same LLM
+
+    cached = TrailForecaster(candidates=5, checkpoint=tmp_path / "refit", states_cache=tmp_path / "states")
+    cached.model.prompt_states = lambda prompts, batch_size=16: pytest.fail(f"{len(prompts)} prompts forwarded")
+    cached.fit([])
+    windows = sorted({e.window_index for e in split.validation})
+    from_cache = [cached.predict([e.signals for e in split.validation if e.window_index == w]) for w in windows]
+    assert cached.items_scored == 5 * len(windows) and cached.states_from_disk == cached.items_scored
+
+    monkeypatch.setattr(llm_forecasters, "_PROMPT_STATES", {})
+    computed = TrailForecaster(candidates=5, checkpoint=tmp_path / "refit")
+    computed.fit([])
+    for window, predicted in zip(windows, from_cache):
+        expected = computed.predict([e.signals for e in split.validation if e.window_index == window])
+        np.testing.assert_allclose(predicted, expected, rtol=1e-5, atol=1e-5)
+    assert computed.states_from_disk == 0 and computed.llm_items_per_second > 0

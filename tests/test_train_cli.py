@@ -50,10 +50,12 @@ def test_train_then_export_a_tiny_model(tmp_path: Path) -> None:
                       "title=name,category=cat", "--epochs", "2", "--threads", "1", "--schedule", "cosine",
                       "--states-cache", str(tmp_path / "states"))
     assert refit.returncode == 0, refit.stderr.decode()[-2000:]
-    # training pool, validation candidates, and the int8 guard's fp32 and int8 states of the verification items
-    assert len(list((tmp_path / "states").glob("*.safetensors"))) == 4
     assert b"epoch" in refit.stdout and b"kept, validation NDCG@20" in refit.stdout
     refit_record = json.loads((out / "training_metadata.json").read_text())["head_refit"]
+    # one entry per window of the training pool and of the validation candidates (`trail evaluate` reads the
+    # latter), and the int8 guard's fp32 and int8 states of the verification items
+    entries = refit_record["train_windows"] + refit_record["validation_windows"] + 2
+    assert len(list((tmp_path / "states").glob("*.safetensors"))) == entries
     assert len(refit_record["validation_ndcg20"]) == 3 and refit_record["command"].startswith("trail refit-head")
     assert refit_record["config"]["schedule"] == "cosine"
     assert refit_record["config"]["per_window"] == 8  # the fine-tune's balanced pool, unless --per-window says

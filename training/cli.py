@@ -13,6 +13,7 @@ from trail.errors import ConfigError
 
 from .checkpoint_files import ABLATION_PREFIX, TRAIL_METHOD, require_checkpoint
 from .quantize import MIN_INT8_SPEARMAN
+from .state_cache import DEFAULT_STATES_CACHE
 
 __all__ = ["register"]
 
@@ -44,6 +45,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--candidates", type=positive_int, default=200,
                           help="items per window the LLM methods score (the rest get the EMA fallback)")
     evaluate.add_argument("--no-llm", action="store_true", help="baselines only (no TRAIL, no zero-shot LLM)")
+    evaluate.add_argument("--states-cache", type=Path, default=DEFAULT_STATES_CACHE,
+                          help="folder keeping the candidates' prompt states per window, shared with refit-head: a "
+                               "second evaluation of the same LLM (another head) skips the forward passes "
+                               "('' to keep none)")
     evaluate.set_defaults(run=_evaluate)
 
     train = commands.add_parser("train", help="fine-tune the TRAIL model on a dataset's training windows")
@@ -128,7 +133,7 @@ def _register_refit_head(commands: argparse._SubParsersAction) -> None:
     refit.add_argument("--ensemble", type=positive_int, default=defaults.ensemble,
                        help="heads trained with consecutive seeds and averaged into one wider head; only the average "
                             "after the last epoch competes with the head as it came")
-    refit.add_argument("--states-cache", type=Path, default=Path(".trail-data/prompt-states"),
+    refit.add_argument("--states-cache", type=Path, default=DEFAULT_STATES_CACHE,
                        help="folder keeping the prompt states, keyed by the LLM weights and the prompts: a second "
                             "refit of the same checkpoint skips the forward passes ('' to keep none)")
     refit.add_argument("--min-int8-spearman", type=unit_fraction, default=MIN_INT8_SPEARMAN,

@@ -68,6 +68,8 @@ def _no_llm_heads(checkpoint: Path, candidates: int) -> list[FeatureHead]:
 
 
 def _speed_note(forecaster: TrailForecaster) -> str:
+    if forecaster.states_from_disk and forecaster.states_from_disk + forecaster.states_reused == forecaster.items_scored:
+        return f"its LLM's prompt states read from `{forecaster.states_cache}`, stored by an earlier run"
     if forecaster.states_reused == forecaster.items_scored:
         return "its LLM's prompt states shared with a checkpoint above: same adapter, another score head"
     return f"{forecaster.llm_items_per_second:.1f} LLM items/s on this CPU"
@@ -140,7 +142,9 @@ def run_evaluation(args: argparse.Namespace, default_windows: dict[str, str]) ->
         _log(f"evaluating on the validation windows {split.windows['validation']} (not the test windows)")
     methods: list = [RandomForecaster(seed=args.seed), MostPop(), Markov(), EMA(), LinearTrend(), HoltWinters(),
                      GradientBoosting(seed=args.seed, threads=1), Pare(seed=args.seed)]
-    trails = [TrailForecaster(candidates=args.candidates, checkpoint=path, label=name) for name, path in checkpoints]
+    states_cache = args.states_cache if str(args.states_cache) not in ("", ".") else None
+    trails = [TrailForecaster(candidates=args.candidates, checkpoint=path, label=name, states_cache=states_cache)
+              for name, path in checkpoints]
     methods += _no_llm_heads(Path("models") / args.dataset, args.candidates)
     _log(f"evaluating {len(methods) + len(trails)} methods on {len(split.test)} test examples...")
     results = evaluate(split, [*methods, *trails])

@@ -39,7 +39,7 @@ from .int8_guard import Int8Guard
 from .losses import score_terms
 from .metrics import mae_log1p, ndcg_at_k
 from .model import HEADS_FILE, ScoreHead, TrailConfig, TrailModel, head_inputs
-from .state_cache import cached_tensor
+from .state_cache import cached_rows
 from .train import METADATA_FILE, candidate_pool
 
 __all__ = ["SCHEDULES", "HeadRefitConfig", "PromptStates", "RefitResult", "confident_gain", "prompt_states",
@@ -67,6 +67,7 @@ class RefitResult:
     validation_ndcg20: list[float]  # per epoch, epoch 0 = the head before the refit
     validation_mae_log1p: list[float]
     train_examples: int
+    train_windows: int
     validation_examples: int
     validation_windows: int
     seconds_states: float
@@ -80,23 +81,34 @@ def prompt_states(model: TrailModel, examples: Sequence[Example], batch_size: in
                   cache: Path | None = None, llm_key: str = "") -> PromptStates:
     """One prompt-only forward per example, and what the head reads besides.
 
-    ``cache``: a folder where the hidden states are kept, one file per (``llm_key``, prompts) — ``llm_key`` must
-    name the LLM weights (:func:`training.model.llm_digest`), so another adapter never reads them. A second refit of
-    the same checkpoint (other epochs, rates, noise) then skips the forward passes, the slow part on a CPU.
+    ``cache``: a folder where the hidden states are kept, one file per (``llm_key``, a window's prompts) —
+    ``llm_key`` must name the LLM weights (:func:`training.model.llm_digest`), so another adapter never reads them.
+    A second refit of the same checkpoint (other epochs, rates, noise), and ``trail evaluate --windows validation``
+    of any head on that LLM, then skip the forward passes, the slow part on a CPU.
     """
     signals = [e.signals for e in examples]
     prompts = [model.config.render_prompt(s) for s in signals]
-    hidden = _cached_hidden(model, prompts, batch_size, cache, llm_key)
+    windows = np.array([e.window_index for e in examples])
+    hidden = _cached_hidden(model, prompts, windows, batch_size, cache, llm_key)
     return PromptStates(hidden, *head_inputs(signals),
-                        torch.tensor([e.label for e in examples], dtype=torch.float32),
-                        np.array([e.window_index for e in examples]))
+                        torch.tensor([e.label for e in examples], dtype=torch.float32), windows)
 
 
-def _cached_hidden(model: TrailModel, prompts: list[str], batch_size: int, cache: Path | None,
+def _cached_hidden(model: TrailModel, prompts: list[str], windows: np.ndarray, batch_size: int, cache: Path | None,
                    llm_key: str) -> torch.Tensor:
-    compute = lambda: model.prompt_states(prompts, batch_size)  # noqa: E731
-    # the key list keeps the layout of the entries already on disk: the LLM's digest, then the prompts
-    return cached_tensor(cache if llm_key else None, [llm_key, *prompts], compute)
+    """The prompts' states, kept on disk one entry per window: the entries ``trail evaluate`` reads for the same
+    windows' candidates (:func:`training.llm_forecasters.TrailForecaster`)."""
+    if cache is None or not llm_key:
+        return model.prompt_states(prompts, batch_size)
+    compute = lambda batch: model.prompt_states(batch, batch_size)  # noqa: E731
+    hidden: torch.Tensor | None = None
+    for window in dict.fromkeys(windows.tolist()):
+        positions = torch.from_numpy(np.flatnonzero(windows == window))
+        block = cached_rows(cache, llm_key, [prompts[p] for p in positions.tolist()], compute)
+        if hidden is None:
+            hidden = block.new_zeros((len(prompts), block.shape[1]))
+        hidden[positions] = block
+    return hidden if hidden is not None else model.prompt_states(prompts, batch_size)
 
 
 def _thin_windows(examples: Sequence[Example], keep_every: int) -> list[Example]:
@@ -209,7 +221,8 @@ def refit_score_head(model: TrailModel, train: Sequence[Example], validation: Se
         best_head = initial
     _set_score_head(model, best_head)
     return RefitResult(best_epoch, [round(v, 4) for v in history_ndcg], [round(v, 4) for v in history_mae],
-                       len(pool), len(held_out), validation_windows, round(seconds_states, 1),
+                       len(pool), len({e.window_index for e in pool}), len(held_out), validation_windows,
+                       round(seconds_states, 1),
                        round(time.monotonic() - fit_started, 1),
                        [round(v, 4) for v in history_int8] if guard else None, gain)
 

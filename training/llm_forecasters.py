@@ -31,6 +31,7 @@ from trail.tracker import prerank_order
 
 from .baselines import EMA, FloatArray, Forecaster, TrainingPairs
 from .checkpoint_files import TRAIL_METHOD
+from .state_cache import cached_rows
 
 __all__ = ["TrailForecaster", "ZeroShotLLM", "candidate_positions"]
 
@@ -82,7 +83,11 @@ class TrailForecaster(_CandidateScorer):
     checkpoint: Path = Path("models/online-retail")
     label: str = TRAIL_METHOD
     batch_size: int = 16
+    # where prompt states are kept between runs, one entry per window's candidates (a refit's validation windows
+    # are the same entries); None: none kept
+    states_cache: Path | None = None
     states_reused: int = field(default=0, init=False)  # candidates whose prompt state another checkpoint computed
+    states_from_disk: int = field(default=0, init=False)  # candidates whose prompt state an earlier run stored
 
     def __post_init__(self) -> None:
         from .model import TrailModel, llm_digest
@@ -96,18 +101,36 @@ class TrailForecaster(_CandidateScorer):
 
     @property
     def llm_items_per_second(self) -> float:
-        computed = self.items_scored - self.states_reused
+        computed = self.items_scored - self.states_reused - self.states_from_disk
         return computed / self.seconds_scoring if self.seconds_scoring and computed else 0.0
 
     def _llm_counts(self, signals: Sequence[TrendSignals]) -> FloatArray:
         prompts = [self.model.config.render_prompt(s) for s in signals]
         missing = [p for p in dict.fromkeys(prompts) if (self.llm_digest, p) not in _PROMPT_STATES]
         self.states_reused += len(prompts) - len(missing)
-        for prompt, state in zip(missing, self.model.prompt_states(missing, self.batch_size) if missing else []):
-            _PROMPT_STATES[(self.llm_digest, prompt)] = state
+        if missing:
+            for prompt, state in zip(*self._missing_states(prompts, missing)):
+                _PROMPT_STATES[(self.llm_digest, prompt)] = state
         states = torch.stack([_PROMPT_STATES[(self.llm_digest, p)] for p in prompts])
         log_counts = self.model.score_states(states, signals).astype(np.float64)
         return np.clip(np.expm1(log_counts), 0.0, None)
+
+    def _missing_states(self, prompts: list[str], missing: list[str]) -> tuple[list[str], torch.Tensor]:
+        """States for the ``missing`` prompts (and, with a cache, the rest of this window's): computed, or read from
+        the cache entry of this window's candidates that a refit or an earlier evaluation stored."""
+        if self.states_cache is None:
+            return missing, self.model.prompt_states(missing, self.batch_size)
+        forwarded: list[str] = []
+
+        def forward(batch: list[str]) -> torch.Tensor:
+            forwarded.extend(batch)
+            return self.model.prompt_states(batch, self.batch_size)
+
+        window = list(dict.fromkeys(prompts))  # the whole set: the key the entry is stored under
+        states = cached_rows(self.states_cache, self.llm_digest, window, forward)
+        if not forwarded:
+            self.states_from_disk += len(missing)
+        return window, states
 
     def explain(self, signals: Sequence[TrendSignals], predicted_counts: Sequence[float]) -> list[str]:
         return self.model.explain(signals, predicted_counts)

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
-import torch
+if TYPE_CHECKING:  # torch loads only where a tensor is made: `trail`'s argument parser imports this module
+    import torch
 
-__all__ = ["cached_tensor"]
+__all__ = ["DEFAULT_STATES_CACHE", "cached_rows", "cached_tensor"]
+
+# where `trail refit-head` and `trail evaluate` keep prompt states unless told otherwise: one folder, so an
+# evaluation of a refit reads the states the refit computed
+DEFAULT_STATES_CACHE = Path(".trail-data/prompt-states")
 
 
 def cached_tensor(cache: Path | None, key_parts: Sequence[str], compute: Callable[[], torch.Tensor]) -> torch.Tensor:
@@ -32,3 +37,24 @@ def cached_tensor(cache: Path | None, key_parts: Sequence[str], compute: Callabl
     save_file({"hidden": tensor.contiguous()}, str(partial))
     partial.replace(path)
     return tensor
+
+
+def cached_rows(cache: Path | None, llm_key: str, prompts: Sequence[str],
+                compute: Callable[[list[str]], torch.Tensor]) -> torch.Tensor:
+    """One row per prompt, in ``prompts``' order: ``compute(distinct)`` of the distinct prompts in sorted order, or
+    what an earlier call over the same set of prompts stored (None or no ``llm_key``: no cache).
+
+    The entry is keyed by the set, not the order: a refit's validation window and ``trail evaluate``'s scoring of
+    the same window's candidates read one entry whatever order each builds its list in.
+
+    >>> import torch
+    >>> rows = cached_rows(None, "", ["b", "a", "b"], lambda ps: torch.tensor([[float(ord(p))] for p in ps]))
+    >>> rows.squeeze(1).tolist()
+    [98.0, 97.0, 98.0]
+    """
+    import torch
+
+    distinct = sorted(set(prompts))
+    block = cached_tensor(cache if llm_key else None, [llm_key, *distinct], lambda: compute(distinct))
+    row_of = {prompt: row for row, prompt in enumerate(distinct)}
+    return block[torch.tensor([row_of[p] for p in prompts], dtype=torch.long)]
