@@ -14,7 +14,7 @@ each dataset, so the test windows stay unread. Each variant adds one input to th
 Each variant is trained with every seed, its NDCG@20 per validation window averaged over the seeds, and compared
 with the plain head by a paired bootstrap over the windows::
 
-    .venv/bin/python benchmarks/head_inputs.py                       # both datasets, 600 steps, seeds 0 1 2
+    .venv/bin/python benchmarks/head_inputs.py          # both datasets, 10x the checkpoint's steps, seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -73,12 +73,15 @@ class _WiderHead(nn.Module):
         super().__init__()
         self.inputs = inputs
         extra = {"category": EMBEDDING_DIM, "calendar": CALENDAR_COLUMNS, "title": EMBEDDING_DIM}
-        self.category = nn.Embedding(CATEGORY_BUCKETS, EMBEDDING_DIM)
-        self.title = nn.EmbeddingBag(TITLE_BUCKETS, EMBEDDING_DIM, mode="sum", padding_idx=0)
         self.mlp = nn.Sequential(nn.Linear(len(FEATURE_NAMES) + sum(extra[i] for i in inputs), width), nn.GELU(),
                                  nn.Linear(width, 1))
         nn.init.zeros_(self.mlp[2].weight)  # starts as "next = this window", as the plain head does
         nn.init.zeros_(self.mlp[2].bias)
+        # made after the MLP, and only when read: the plain variant draws exactly FeatureHead's initial weights
+        if "category" in inputs:
+            self.category = nn.Embedding(CATEGORY_BUCKETS, EMBEDDING_DIM)
+        if "title" in inputs:
+            self.title = nn.EmbeddingBag(TITLE_BUCKETS, EMBEDDING_DIM, mode="sum", padding_idx=0)
 
     def forward(self, features: torch.Tensor, current: torch.Tensor, category: torch.Tensor, calendar: torch.Tensor,
                 title: torch.Tensor) -> torch.Tensor:
@@ -108,7 +111,8 @@ class WiderFeatureHead(FeatureHead):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(WINDOWS), choices=list(WINDOWS))
-    parser.add_argument("--steps", type=int, default=600, help="training steps per head (600 = the 10x no-LLM head)")
+    parser.add_argument("--steps-factor", type=int, default=10,
+                        help="training steps per head, as a multiple of the checkpoint's (10: the no-LLM_10x head)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -120,11 +124,11 @@ def main() -> None:
         recipe = FeatureHead.recipe_of(Path("models") / name)
         if recipe is None:
             raise SystemExit(f"no shipped checkpoint in models/{name} to take the recipe from")
-        config, _ = recipe
+        config, steps = recipe
         per_window: dict[str, np.ndarray] = {}
         for variant, inputs in VARIANTS.items():
-            heads = [WiderFeatureHead(steps=args.steps, train_config=replace(config, seed=seed), inputs=inputs,
-                                      label=f"{variant} seed={seed}") for seed in args.seeds]
+            heads = [WiderFeatureHead(steps=args.steps_factor * steps, train_config=replace(config, seed=seed),
+                                      inputs=inputs, label=f"{variant} seed={seed}") for seed in args.seeds]
             results = evaluate(validation, heads)
             per_window[variant] = np.mean([[r.per_window[w]["ndcg@20"] for w in sorted(r.per_window)]
                                            for r in results], axis=0)

@@ -307,6 +307,7 @@ def test_an_evaluation_of_the_validation_windows_reads_the_states_a_refit_stored
     windows = sorted({e.window_index for e in split.validation})
     from_cache = [cached.predict([e.signals for e in split.validation if e.window_index == w]) for w in windows]
     assert cached.items_scored == 5 * len(windows) and cached.states_from_disk == cached.items_scored
+    assert cached.states_computed == 0
 
     monkeypatch.setattr(llm_forecasters, "_PROMPT_STATES", {})
     computed = TrailForecaster(candidates=5, checkpoint=tmp_path / "refit")
@@ -314,4 +315,19 @@ def test_an_evaluation_of_the_validation_windows_reads_the_states_a_refit_stored
     for window, predicted in zip(windows, from_cache):
         expected = computed.predict([e.signals for e in split.validation if e.window_index == window])
         np.testing.assert_allclose(predicted, expected, rtol=1e-5, atol=1e-5)
-    assert computed.states_from_disk == 0 and computed.llm_items_per_second > 0
+    assert computed.states_computed == computed.items_scored and computed.llm_items_per_second > 0
+
+
+def test_a_states_entry_is_keyed_by_the_set_of_prompts_and_read_back_in_each_callers_order(tmp_path: Path) -> None:
+    import doctest
+
+    from training import state_cache
+    from training.state_cache import cached_rows
+
+    assert doctest.testmod(state_cache).failed == 0  # training/ is outside the doctest paths
+    stored = cached_rows(tmp_path, "llm-a", ["b", "a"], lambda ps: torch.tensor([[float(ord(p))] for p in ps]))
+    assert stored.squeeze(1).tolist() == [98.0, 97.0]
+    never = lambda ps: pytest.fail(f"{ps} computed again")  # noqa: E731
+    assert cached_rows(tmp_path, "llm-a", ["a", "b", "a"], never).squeeze(1).tolist() == [97.0, 98.0, 97.0]
+    assert cached_rows(tmp_path, "llm-b", ["a"], lambda ps: torch.zeros((1, 1))).tolist() == [[0.0]]  # another LLM
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".safetensors"] * 2  # no temporary file left

@@ -13,7 +13,7 @@ from trail.errors import ConfigError
 
 from .checkpoint_files import ABLATION_PREFIX, TRAIL_METHOD, require_checkpoint
 from .quantize import MIN_INT8_SPEARMAN
-from .state_cache import DEFAULT_STATES_CACHE
+from .state_cache import DEFAULT_STATES_CACHE, states_cache_option
 
 __all__ = ["register"]
 
@@ -46,9 +46,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                           help="items per window the LLM methods score (the rest get the EMA fallback)")
     evaluate.add_argument("--no-llm", action="store_true", help="baselines only (no TRAIL, no zero-shot LLM)")
     evaluate.add_argument("--states-cache", type=Path, default=DEFAULT_STATES_CACHE,
-                          help="folder keeping the candidates' prompt states per window, shared with refit-head: a "
-                               "second evaluation of the same LLM (another head) skips the forward passes "
-                               "('' to keep none)")
+                          help="folder keeping the candidates' prompt states, one file per window (the test windows' "
+                               "too), shared with refit-head: a later evaluation of a head on the same LLM skips the "
+                               "forward passes ('' to keep none)")
     evaluate.set_defaults(run=_evaluate)
 
     train = commands.add_parser("train", help="fine-tune the TRAIL model on a dataset's training windows")
@@ -280,7 +280,7 @@ def _refit_head(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.checkpoint} was trained on other events (sha256 {metadata['events_sha256'][:16]}, "
                           f"these are {digest[:16]})")
     model = TrailModel.load(args.checkpoint)
-    states_cache = args.states_cache if str(args.states_cache) not in ("", ".") else None
+    states_cache = states_cache_option(args.states_cache)
     llm_key = llm_digest(args.checkpoint)
     guard = (int8_guard(model, min_spearman=args.min_int8_spearman, cache=states_cache, llm_key=llm_key)
              if args.min_int8_spearman > 0 else None)

@@ -32,6 +32,7 @@ from .explanation_eval import ExplainedItem, ExplanationResult, evaluate_explana
 from .feature_head import FeatureHead
 from .llm_forecasters import TrailForecaster, ZeroShotLLM, candidate_positions
 from .pare import Pare
+from .state_cache import states_cache_option
 
 __all__ = ["run_evaluation"]
 
@@ -68,11 +69,13 @@ def _no_llm_heads(checkpoint: Path, candidates: int) -> list[FeatureHead]:
 
 
 def _speed_note(forecaster: TrailForecaster) -> str:
-    if forecaster.states_from_disk and forecaster.states_from_disk + forecaster.states_reused == forecaster.items_scored:
-        return f"its LLM's prompt states read from `{forecaster.states_cache}`, stored by an earlier run"
-    if forecaster.states_reused == forecaster.items_scored:
-        return "its LLM's prompt states shared with a checkpoint above: same adapter, another score head"
-    return f"{forecaster.llm_items_per_second:.1f} LLM items/s on this CPU"
+    from_disk = (f"{forecaster.states_from_disk} of {forecaster.items_scored} prompt states read from "
+                 f"`{forecaster.states_cache}`, stored by an earlier run") if forecaster.states_from_disk else ""
+    if forecaster.states_computed:
+        return f"{forecaster.llm_items_per_second:.1f} LLM items/s on this CPU" + (f"; {from_disk}" if from_disk else "")
+    if from_disk:
+        return from_disk
+    return "its LLM's prompt states shared with a checkpoint above: same adapter, another score head"
 
 
 def _refit_note(refit: dict | None) -> str:
@@ -142,7 +145,7 @@ def run_evaluation(args: argparse.Namespace, default_windows: dict[str, str]) ->
         _log(f"evaluating on the validation windows {split.windows['validation']} (not the test windows)")
     methods: list = [RandomForecaster(seed=args.seed), MostPop(), Markov(), EMA(), LinearTrend(), HoltWinters(),
                      GradientBoosting(seed=args.seed, threads=1), Pare(seed=args.seed)]
-    states_cache = args.states_cache if str(args.states_cache) not in ("", ".") else None
+    states_cache = states_cache_option(args.states_cache)
     trails = [TrailForecaster(candidates=args.candidates, checkpoint=path, label=name, states_cache=states_cache)
               for name, path in checkpoints]
     methods += _no_llm_heads(Path("models") / args.dataset, args.candidates)

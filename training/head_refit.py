@@ -220,11 +220,12 @@ def refit_score_head(model: TrailModel, train: Sequence[Example], validation: Se
         initial.load_state_dict(initial_state)
         best_head = initial
     _set_score_head(model, best_head)
-    return RefitResult(best_epoch, [round(v, 4) for v in history_ndcg], [round(v, 4) for v in history_mae],
-                       len(pool), len({e.window_index for e in pool}), len(held_out), validation_windows,
-                       round(seconds_states, 1),
-                       round(time.monotonic() - fit_started, 1),
-                       [round(v, 4) for v in history_int8] if guard else None, gain)
+    return RefitResult(chosen_epoch=best_epoch, validation_ndcg20=[round(v, 4) for v in history_ndcg],
+                       validation_mae_log1p=[round(v, 4) for v in history_mae], train_examples=len(pool),
+                       train_windows=len({e.window_index for e in pool}), validation_examples=len(held_out),
+                       validation_windows=validation_windows, seconds_states=round(seconds_states, 1),
+                       seconds_fit=round(time.monotonic() - fit_started, 1),
+                       int8_spearman=[round(v, 4) for v in history_int8] if guard else None, gain_interval=gain)
 
 
 class _MemberTrainer:

@@ -88,6 +88,7 @@ class TrailForecaster(_CandidateScorer):
     states_cache: Path | None = None
     states_reused: int = field(default=0, init=False)  # candidates whose prompt state another checkpoint computed
     states_from_disk: int = field(default=0, init=False)  # candidates whose prompt state an earlier run stored
+    states_computed: int = field(default=0, init=False)  # prompts forwarded through the LLM here
 
     def __post_init__(self) -> None:
         from .model import TrailModel, llm_digest
@@ -101,8 +102,7 @@ class TrailForecaster(_CandidateScorer):
 
     @property
     def llm_items_per_second(self) -> float:
-        computed = self.items_scored - self.states_reused - self.states_from_disk
-        return computed / self.seconds_scoring if self.seconds_scoring and computed else 0.0
+        return self.states_computed / self.seconds_scoring if self.seconds_scoring else 0.0
 
     def _llm_counts(self, signals: Sequence[TrendSignals]) -> FloatArray:
         prompts = [self.model.config.render_prompt(s) for s in signals]
@@ -116,21 +116,20 @@ class TrailForecaster(_CandidateScorer):
         return np.clip(np.expm1(log_counts), 0.0, None)
 
     def _missing_states(self, prompts: list[str], missing: list[str]) -> tuple[list[str], torch.Tensor]:
-        """States for the ``missing`` prompts (and, with a cache, the rest of this window's): computed, or read from
-        the cache entry of this window's candidates that a refit or an earlier evaluation stored."""
-        if self.states_cache is None:
-            return missing, self.model.prompt_states(missing, self.batch_size)
-        forwarded: list[str] = []
-
+        """States for the ``missing`` prompts (with a cache, for the whole window's): computed, or read from the
+        entry of this window's candidates that a refit or an earlier evaluation stored."""
         def forward(batch: list[str]) -> torch.Tensor:
-            forwarded.extend(batch)
+            self.states_computed += len(batch)
             return self.model.prompt_states(batch, self.batch_size)
 
-        window = list(dict.fromkeys(prompts))  # the whole set: the key the entry is stored under
-        states = cached_rows(self.states_cache, self.llm_digest, window, forward)
-        if not forwarded:
+        if self.states_cache is None:
+            return missing, forward(missing)
+        computed_before = self.states_computed
+        window_prompts = list(dict.fromkeys(prompts))  # the whole set: the key the entry is stored under
+        states = cached_rows(self.states_cache, self.llm_digest, window_prompts, forward)
+        if self.states_computed == computed_before:
             self.states_from_disk += len(missing)
-        return window, states
+        return window_prompts, states
 
     def explain(self, signals: Sequence[TrendSignals], predicted_counts: Sequence[float]) -> list[str]:
         return self.model.explain(signals, predicted_counts)

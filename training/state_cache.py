@@ -1,20 +1,23 @@
-"""Tensors computed from a fixed LLM, kept on disk between runs (prompt states of a refit, their int8 twins).
+"""Tensors computed from a fixed LLM, kept on disk between runs: prompt states (one entry per window's prompts,
+written and read by ``trail refit-head`` and ``trail evaluate``) and the int8 guard's states.
 
 The key is the sha256 of its parts — always the LLM's digest (:func:`training.model.llm_digest`) and the prompts —
 so other weights or other prompts never read an entry. Entries are written atomically: an interrupted run never
-leaves a truncated file behind.
+leaves a truncated file behind, and two runs writing one entry at once never mix their bytes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 if TYPE_CHECKING:  # torch loads only where a tensor is made: `trail`'s argument parser imports this module
     import torch
 
-__all__ = ["DEFAULT_STATES_CACHE", "cached_rows", "cached_tensor"]
+__all__ = ["DEFAULT_STATES_CACHE", "cached_rows", "cached_tensor", "states_cache_option"]
 
 # where `trail refit-head` and `trail evaluate` keep prompt states unless told otherwise: one folder, so an
 # evaluation of a refit reads the states the refit computed
@@ -33,10 +36,19 @@ def cached_tensor(cache: Path | None, key_parts: Sequence[str], compute: Callabl
         return load_file(str(path))["hidden"]
     tensor = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    save_file({"hidden": tensor.contiguous()}, str(partial))
-    partial.replace(path)
+    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{key}.", suffix=".partial")  # one per writer
+    os.close(handle)
+    try:
+        save_file({"hidden": tensor.contiguous()}, partial)
+        os.replace(partial, path)
+    finally:
+        Path(partial).unlink(missing_ok=True)
     return tensor
+
+
+def states_cache_option(value: Path) -> Path | None:
+    """A ``--states-cache`` argument: ``''`` (or ``.``) keeps none."""
+    return value if str(value) not in ("", ".") else None
 
 
 def cached_rows(cache: Path | None, llm_key: str, prompts: Sequence[str],
