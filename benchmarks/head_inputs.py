@@ -23,7 +23,6 @@ import argparse
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -32,16 +31,12 @@ from torch import nn
 
 from trail.features import FEATURE_NAMES
 from trail.signals import TrendSignals
-from trail.windows import WindowSpec
 from training.bootstrap import paired_bootstrap
-from training.datasets import open_dataset
 from training.evaluate import evaluate
-from training.examples import Split, build_examples, temporal_split
 from training.feature_head import FeatureHead
 from training.model import head_inputs
 from training.pare import category_buckets
-
-WINDOWS = {"online-retail": "7d", "stackexchange": "1d"}
+from validation_windows import DATASETS, validation_problem
 VARIANTS: dict[str, tuple[str, ...]] = {"plain": (), "category": ("category",), "calendar": ("calendar",),
                                          "title": ("title",), "all": ("category", "calendar", "title")}
 CATEGORY_BUCKETS, TITLE_BUCKETS, EMBEDDING_DIM, TITLE_WORDS = 64, 1024, 8, 24
@@ -110,21 +105,14 @@ class WiderFeatureHead(FeatureHead):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", default=list(WINDOWS), choices=list(WINDOWS))
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--steps-factor", type=int, default=10,
                         help="training steps per head, as a multiple of the checkpoint's (10: the no-LLM_10x head)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
     torch.set_num_threads(1)
     for name in args.datasets:
-        dataset = open_dataset(name, None, "")
-        examples, _ = build_examples(dataset.interactions(), WindowSpec.parse(WINDOWS[name]), dataset.items())
-        split = temporal_split(examples)
-        validation = Split(split.train, split.validation, split.validation, split.windows)  # score validation
-        recipe = FeatureHead.recipe_of(Path("models") / name)
-        if recipe is None:
-            raise SystemExit(f"no shipped checkpoint in models/{name} to take the recipe from")
-        config, steps = recipe
+        validation, config, steps = validation_problem(name)
         per_window: dict[str, np.ndarray] = {}
         for variant, inputs in VARIANTS.items():
             heads = [WiderFeatureHead(steps=args.steps_factor * steps, train_config=replace(config, seed=seed),

@@ -8,32 +8,20 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
-from pathlib import Path
 
-from trail.windows import WindowSpec
 from training.baselines import EMA, MostPop
-from training.datasets import open_dataset
 from training.evaluate import evaluate
-from training.examples import Split, build_examples, temporal_split
 from training.feature_head import FeatureHead
-
-WINDOWS = {"online-retail": "7d", "stackexchange": "1d"}
+from validation_windows import DATASETS, validation_problem
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", default=list(WINDOWS), choices=list(WINDOWS))
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--weights", nargs="+", type=float, default=[0.0, 0.5, 1.0, 2.0])
     args = parser.parse_args()
     for name in args.datasets:
-        dataset = open_dataset(name, None, "")
-        examples, _ = build_examples(dataset.interactions(), WindowSpec.parse(WINDOWS[name]), dataset.items())
-        split = temporal_split(examples)
-        validation = Split(split.train, split.validation, split.validation, split.windows)  # score validation
-        recipe = FeatureHead.recipe_of(Path("models") / name)
-        if recipe is None:
-            raise SystemExit(f"no shipped checkpoint in models/{name} to take the recipe from")
-        config, steps = recipe
+        validation, config, steps = validation_problem(name)
         heads = [FeatureHead(steps=budget, label=f"head listwise={weight} steps={budget}",
                              train_config=replace(config, weights=replace(config.weights, listwise=weight)))
                  for weight in args.weights for budget in (steps, 10 * steps)]
