@@ -98,9 +98,14 @@ class WiderFeatureHead(FeatureHead):
         return _WiderHead(self.width, self.inputs)
 
     def _head_inputs(self, signals: Sequence[TrendSignals]) -> tuple[torch.Tensor, ...]:
-        category = torch.from_numpy(category_buckets([s.category for s in signals], CATEGORY_BUCKETS))
-        calendar = torch.tensor([calendar_columns(s) for s in signals], dtype=torch.float32)
-        return (*head_inputs(signals), category, calendar, title_buckets(signals))
+        """Only the extra inputs this variant reads are built (an empty tensor stands for the others)."""
+        unread = torch.empty(0)
+        category = (torch.from_numpy(category_buckets([s.category for s in signals], CATEGORY_BUCKETS))
+                    if "category" in self.inputs else unread)
+        calendar = (torch.tensor([calendar_columns(s) for s in signals], dtype=torch.float32)
+                    if "calendar" in self.inputs else unread)
+        title = title_buckets(signals) if "title" in self.inputs else unread
+        return (*head_inputs(signals), category, calendar, title)
 
 
 def main() -> None:

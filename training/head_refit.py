@@ -98,17 +98,14 @@ def _cached_hidden(model: TrailModel, prompts: list[str], windows: np.ndarray, b
                    llm_key: str) -> torch.Tensor:
     """The prompts' states, kept on disk one entry per window: the entries ``trail evaluate`` reads for the same
     windows' candidates (:func:`training.llm_forecasters.TrailForecaster`)."""
-    if cache is None or not llm_key:
+    if cache is None or not llm_key or not prompts:
         return model.prompt_states(prompts, batch_size)
     compute = lambda batch: model.prompt_states(batch, batch_size)  # noqa: E731
-    hidden: torch.Tensor | None = None
+    hidden = torch.zeros((len(prompts), model.lm.get_base_model().config.hidden_size))
     for window in dict.fromkeys(windows.tolist()):
-        positions = torch.from_numpy(np.flatnonzero(windows == window))
-        block = cached_rows(cache, llm_key, [prompts[p] for p in positions.tolist()], compute)
-        if hidden is None:
-            hidden = block.new_zeros((len(prompts), block.shape[1]))
-        hidden[positions] = block
-    return hidden if hidden is not None else model.prompt_states(prompts, batch_size)
+        positions = np.flatnonzero(windows == window)
+        hidden[torch.from_numpy(positions)] = cached_rows(cache, llm_key, [prompts[p] for p in positions], compute)
+    return hidden
 
 
 def _thin_windows(examples: Sequence[Example], keep_every: int) -> list[Example]:
